@@ -1,0 +1,1 @@
+"""One module per ``sft`` command; ``builtin`` registers them through ``sft_register_commands``."""

@@ -1,0 +1,12 @@
+"""Built-in commands, added through the same hook a third-party plugin uses."""
+
+from __future__ import annotations
+
+from sft_cli.hookspecs import hookimpl
+
+
+@hookimpl
+def sft_register_commands(cli):
+    from sft_cli.commands import plugins
+
+    cli.add_command(plugins.plugins_command)

@@ -1,0 +1,100 @@
+"""Hugging Face ``tokenizer.json`` tokenizers, read with the ``tokenizers`` library.
+
+bos/eos/pad tokens and the chat template come from ``tokenizer_config.json`` (and
+``chat_template.jinja`` / ``special_tokens_map.json``) beside ``tokenizer.json`` when present.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tokenizers import Tokenizer as _HFTokenizer
+
+from sft_data.errors import SftError
+from sft_data.tokenizers.files import fingerprint_files
+
+SIDE_FILES = ("tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+
+
+class HuggingFaceTokenizer:
+    kind = "huggingface"
+
+    def __init__(self, path: Path):
+        path = Path(path)
+        self.directory = path if path.is_dir() else path.parent
+        self.path = path / "tokenizer.json" if path.is_dir() else path
+        try:
+            self._tok = _HFTokenizer.from_file(str(self.path))
+        except Exception as exc:  # the Rust side raises plain Exception subclasses
+            raise SftError(f"{self.path}: not a Hugging Face tokenizer.json ({exc})") from None
+        # Special-token text inside user data must stay text (no turn injection).
+        self._tok.encode_special_tokens = True
+        self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
+        config = {**_read_json(self.directory / "special_tokens_map.json"),
+                  **_read_json(self.directory / "tokenizer_config.json")}
+        self.bos_token = _token_text(config.get("bos_token"))
+        self.eos_token = _token_text(config.get("eos_token"))
+        pad_token = _token_text(config.get("pad_token"))
+        self.bos_id = self.token_to_id(self.bos_token) if self.bos_token else None
+        self.eos_id = self.token_to_id(self.eos_token) if self.eos_token else None
+        self.pad_id = self.token_to_id(pad_token) if pad_token else None
+        template_file = self.directory / "chat_template.jinja"
+        template = config.get("chat_template")
+        if isinstance(template, list):  # the multi-template form: [{"name": ..., "template": ...}]
+            named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+            template = named.get("default")
+        if template is None and template_file.is_file():
+            template = template_file.read_text(encoding="utf-8")
+        self.chat_template: str | None = template
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._tok.encode(text, add_special_tokens=False).ids)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def token_to_id(self, token: str) -> int | None:
+        return self._tok.token_to_id(token)
+
+    def id_to_piece(self, token_id: int) -> str:
+        return self._tok.id_to_token(int(token_id)) or ""
+
+    def files(self) -> list[Path]:
+        return [self.path, *(self.directory / n for n in SIDE_FILES if (self.directory / n).is_file())]
+
+    def fingerprint(self) -> str:
+        return fingerprint_files(self.files())
+
+    def __repr__(self) -> str:
+        return f"HuggingFaceTokenizer({str(self.path)!r}, vocab_size={self.vocab_size})"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SftError(f"{path}: invalid JSON ({exc})") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _token_text(value: Any) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) and value else None
+
+
+class HuggingFaceLoader:
+    name = "huggingface"
+
+    def can_load(self, path: Path) -> bool:
+        if path.is_dir():
+            return (path / "tokenizer.json").is_file()
+        return path.is_file() and path.name.endswith(".json") and path.name != "tokenizer_config.json"
+
+    def load(self, path: Path) -> HuggingFaceTokenizer:
+        return HuggingFaceTokenizer(path)

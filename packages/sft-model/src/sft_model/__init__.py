@@ -1,0 +1,1 @@
+"""sft_model: ModelConfig, megatron-core GPTModel builders, .nemo I/O, HF conversion, generation."""

@@ -1,0 +1,1 @@
+"""sft_trainer."""
