@@ -1,8 +1,9 @@
 """Built-in templates, registered like a plugin's."""
 
 from sft_data.hookspecs import hookimpl
+from sft_data.templates.nemo import NemoChatTemplate
 
 
 @hookimpl
 def sft_register_chat_templates(register):
-    pass
+    register(NemoChatTemplate())
