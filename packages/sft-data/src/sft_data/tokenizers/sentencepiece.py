@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import sentencepiece as spm
+from sentencepiece import sentencepiece_model_pb2 as sp_model
 
 from sft_data.errors import SftError
 from sft_data.tokenizers.files import fingerprint_files
@@ -28,13 +29,12 @@ class SentencePieceTokenizer:
         self.pad_id = _valid(self._sp.pad_id())
         self.bos_token = self._sp.IdToPiece(self.bos_id) if self.bos_id is not None else None
         self.eos_token = self._sp.IdToPiece(self.eos_id) if self.eos_id is not None else None
-        # User-defined symbols are matched inside ordinary text by SentencePiece itself; control
-        # symbols never are. Both are "one token" for templates.
-        self._single = {
-            self._sp.IdToPiece(i): i
-            for i in range(self.vocab_size)
-            if self._sp.IsControl(i) or self._sp.IsUserDefined(i)
-        }
+        # Control and user-defined pieces are "one token" for templates. The processor exposes
+        # no user-defined test, so the piece types come from the model proto.
+        proto = sp_model.ModelProto()
+        proto.ParseFromString(self.path.read_bytes())
+        single_types = (sp_model.ModelProto.SentencePiece.CONTROL, sp_model.ModelProto.SentencePiece.USER_DEFINED)
+        self._single = {p.piece: i for i, p in enumerate(proto.pieces) if p.type in single_types}
 
     def encode(self, text: str) -> list[int]:
         return list(self._sp.EncodeAsIds(text))

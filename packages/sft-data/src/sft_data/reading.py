@@ -1,0 +1,79 @@
+"""Records of one file turned into samples: format detection, building, problem collection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sft_data.config import DataConfig
+from sft_data.errors import RecordError, RecordProblem, SftError
+from sft_data.formats.detect import detect_format
+from sft_data.plugins import DataRegistries
+from sft_data.records import Record, read_records
+from sft_data.samples import BuiltSample, SampleBuilder
+from sft_data.tokenizers.base import Tokenizer
+
+
+@dataclass
+class FileSamples:
+    """What reading one file produced (filled while iterating ``SampleReader.read``)."""
+
+    path: str
+    format: str | None = None
+    problems: list[RecordProblem] = field(default_factory=list)
+
+
+class SampleReader:
+    """Builds samples from JSONL files with one tokenizer and config."""
+
+    def __init__(self, config: DataConfig, tokenizer: Tokenizer, registries: DataRegistries | None = None):
+        self.config = config
+        self.tokenizer = tokenizer
+        self.registries = registries or DataRegistries.from_plugin_manager()
+        self._builders: dict[str, SampleBuilder] = {}
+
+    def builder_for(self, record: Record) -> SampleBuilder:
+        if self.config.format == "auto":
+            fmt = detect_format(record.data, self.registries.formats, record.location)
+        else:
+            fmt = self.registries.formats.get(self.config.format)
+        if fmt.name not in self._builders:
+            self._builders[fmt.name] = SampleBuilder(self.config, self.tokenizer, fmt, self.registries)
+        return self._builders[fmt.name]
+
+    def read(
+        self, path: str | Path, info: FileSamples | None = None, on_record: Callable[[], None] | None = None
+    ) -> Iterator[tuple[Record, BuiltSample]]:
+        """Yield ``(record, built)`` for valid records; invalid ones are appended to ``info.problems``.
+
+        The format is chosen once per file, from its first valid record.
+        """
+        info = info if info is not None else FileSamples(str(path))
+        builder: SampleBuilder | None = None
+        for item in read_records(path):
+            if on_record:
+                on_record()
+            if isinstance(item, RecordProblem):
+                info.problems.append(item)
+                continue
+            if builder is None:
+                builder = self.builder_for(item)
+                info.format = builder.format.name
+            try:
+                built = builder.build(item.data, item.location)
+            except RecordError as exc:
+                info.problems.append(RecordProblem(item.path, item.line, str(exc)))
+                continue
+            except SftError as exc:  # a config problem surfaced by this record: not the record's fault
+                raise SftError(f"{item.location}: {exc}") from None
+            yield item, built
+
+
+def count_lines(path: str | Path) -> int:
+    """Cheap total for progress bars."""
+    total = 0
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            total += chunk.count(b"\n")
+    return max(total, 1)
