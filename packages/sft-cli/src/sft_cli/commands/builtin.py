@@ -10,3 +10,7 @@ def sft_register_commands(cli):
     from sft_cli.commands import plugins
 
     cli.add_command(plugins.plugins_command)
+
+    from sft_cli.commands.import_packed import import_packed_command
+
+    cli.add_command(import_packed_command)

@@ -1,8 +1,10 @@
-"""Built-in packing, registered like a plugin's."""
+"""Built-in packing algorithms, registered like a plugin's."""
 
 from sft_data.hookspecs import hookimpl
+from sft_data.packing.algorithms import BUILTIN_ALGORITHMS
 
 
 @hookimpl
 def sft_register_packing_algorithms(register):
-    pass
+    for algorithm in BUILTIN_ALGORITHMS:
+        register(algorithm)

@@ -1,0 +1,228 @@
+"""The prepared-dataset directory: flat arrays, no pickles, memory-mapped on read.
+
+Layout (every array a plain ``.npy`` file, loaded with ``allow_pickle=False``)::
+
+    header.json       format, format_version, counts, pack_size, plus what the caller passes
+                      (tokenizer fingerprint, template/format, packing algorithm and seed, ...)
+    tokens.npy        int32  [total tokens]       every stored sequence's ids, back to back
+    loss_mask.npy     uint8  [total tokens]       0/1 per token, same convention as TokenizedSample
+    seq_offsets.npy   int64  [sequences + 1]      sequence k is tokens[seq_offsets[k]:seq_offsets[k+1]]
+    bin_offsets.npy   int64  [bins + 1]           bin b is sequences bin_offsets[b]..bin_offsets[b+1]-1
+    sample_index.npy  int64  [sequences]          the original sample position of stored sequence k
+
+Sequences are stored bin by bin, so a bin is a run of consecutive sequences; ``sample_index``
+recovers the original order. Unpacked data is the same with one sequence per bin.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sft_data.errors import SftError
+from sft_data.packing.plan import check_bins
+from sft_data.types import TokenizedSample
+
+FORMAT = "sft-prepared"
+FORMAT_VERSION = 1
+HEADER = "header.json"
+ARRAYS = {  # file stem -> dtype
+    "tokens": np.int32,
+    "loss_mask": np.uint8,
+    "seq_offsets": np.int64,
+    "bin_offsets": np.int64,
+    "sample_index": np.int64,
+}
+RESERVED = ("format", "format_version", "pack_size", "counts")
+
+
+def write_prepared(
+    directory: str | os.PathLike,
+    samples: Sequence[TokenizedSample],
+    *,
+    bins: list[list[int]] | None,
+    pack_size: int | None,
+    header: dict[str, Any],
+) -> None:
+    """Write ``samples`` (grouped into ``bins`` of sample indices, or one per bin) to ``directory``.
+
+    Files go to a temporary sibling first and are renamed into place, so an interrupted write
+    leaves either the old dataset or the new one. An existing directory is replaced only if it is
+    empty or a prepared dataset; anything else is refused rather than deleted.
+    """
+    clash = [key for key in RESERVED if key in header]
+    if clash:
+        raise ValueError(f"header keys {clash} are written by the store itself")
+    lengths = np.fromiter((len(s.input_ids) for s in samples), dtype=np.int64, count=len(samples))
+    if len(lengths) and lengths.min() < 2:
+        index = int(lengths.argmin())
+        raise SftError(f"sample {samples[index].source or index} has fewer than 2 tokens: nothing to train on")
+    if bins is None:
+        bins = [[i] for i in range(len(samples))]
+    else:
+        if pack_size is None:
+            raise SftError("packed data needs its pack size")
+        check_bins(bins, lengths - 1, pack_size)  # a sequence of L ids fills L - 1 positions
+    target = Path(directory)
+    _check_target(target)
+
+    order = np.fromiter(chain.from_iterable(bins), dtype=np.int64, count=len(samples))
+    ordered = [samples[i] for i in order.tolist()]
+    seq_offsets = np.zeros(len(samples) + 1, dtype=np.int64)
+    np.cumsum(lengths[order], out=seq_offsets[1:])
+    total = int(seq_offsets[-1])
+    try:
+        tokens = np.fromiter(chain.from_iterable(s.input_ids for s in ordered), dtype=np.int32, count=total)
+    except OverflowError:
+        raise SftError("token ids must fit in int32") from None
+    if total and tokens.min() < 0:
+        raise SftError("token ids must not be negative")
+    mask = np.fromiter(chain.from_iterable(s.loss_mask for s in ordered), dtype=np.uint8, count=total)
+    bin_offsets = np.zeros(len(bins) + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in bins], out=bin_offsets[1:])
+    arrays = {"tokens": tokens, "loss_mask": mask, "seq_offsets": seq_offsets,
+              "bin_offsets": bin_offsets, "sample_index": order}
+    full_header = {
+        **header,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "pack_size": pack_size,
+        "counts": {"sequences": len(samples), "bins": len(bins), "tokens": total,
+                   "trained_tokens": int(mask.sum())},
+    }
+    _write_atomically(target, arrays, full_header)
+
+
+def _is_dataset(path: Path) -> bool:
+    try:
+        return json.loads((path / HEADER).read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _check_target(target: Path) -> None:
+    if target.exists() and not target.is_dir():
+        raise SftError(f"{target} exists and is not a directory; refusing to overwrite it")
+    if target.is_dir() and any(target.iterdir()) and not _is_dataset(target):
+        raise SftError(f"{target} exists and is not a prepared dataset; refusing to overwrite it")
+
+
+def _write_atomically(target: Path, arrays: dict[str, np.ndarray], header: dict[str, Any]) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        for stem, array in arrays.items():
+            np.save(tmp / f"{stem}.npy", array.astype(ARRAYS[stem], copy=False), allow_pickle=False)
+        # the header is written last: a directory with a header is a complete dataset
+        (tmp / HEADER).write_text(json.dumps(header, indent=2, sort_keys=True) + "\n")
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, old / "d")
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+class PreparedDataset:
+    """A prepared dataset opened read-only; arrays are memory-mapped, nothing is copied up front."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+        self.header = self._read_header()
+        arrays = {stem: self._load(stem, dtype) for stem, dtype in ARRAYS.items()}
+        self.tokens = arrays["tokens"]
+        self.loss_mask = arrays["loss_mask"].view(np.bool_)
+        self.seq_offsets = arrays["seq_offsets"]
+        self.bin_offsets = arrays["bin_offsets"]
+        self.sample_index = arrays["sample_index"]
+        self._check_consistent()
+
+    def _read_header(self) -> dict[str, Any]:
+        path = self.directory / HEADER
+        if not path.is_file():
+            raise SftError(f"{self.directory} is not a prepared dataset: {HEADER} is missing")
+        try:
+            header = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise SftError(f"{path}: unreadable header ({exc})") from None
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise SftError(f"{path}: not an sft prepared-dataset header")
+        version = header.get("format_version")
+        if version != FORMAT_VERSION:
+            raise SftError(
+                f"{path}: format_version {version!r} is not supported (this sft reads version "
+                f"{FORMAT_VERSION}); prepare the data again with this version"
+            )
+        return header
+
+    def _load(self, stem: str, dtype: type) -> np.ndarray:
+        path = self.directory / f"{stem}.npy"
+        if not path.is_file():
+            raise SftError(f"{self.directory}: {path.name} is missing; the dataset is incomplete")
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise SftError(f"{path}: unreadable array ({exc})") from None
+        if array.dtype != np.dtype(dtype) or array.ndim != 1:
+            raise SftError(f"{path}: expected a flat {np.dtype(dtype)} array, found {array.dtype} {array.shape}")
+        return array
+
+    def _check_consistent(self) -> None:
+        n, total = len(self.sample_index), len(self.tokens)
+        ok = (
+            len(self.loss_mask) == total
+            and len(self.seq_offsets) == n + 1
+            and len(self.bin_offsets) >= 1
+            and self.seq_offsets[0] == 0 and self.seq_offsets[-1] == total
+            and self.bin_offsets[0] == 0 and self.bin_offsets[-1] == n
+            and bool((np.diff(self.seq_offsets) >= 0).all())
+            and bool((np.diff(self.bin_offsets) > 0).all())
+        )
+        if not ok:
+            raise SftError(f"{self.directory}: the arrays do not agree with each other; the dataset is damaged")
+
+    @property
+    def num_sequences(self) -> int:
+        return len(self.sample_index)
+
+    @property
+    def num_bins(self) -> int:
+        return len(self.bin_offsets) - 1
+
+    @property
+    def pack_size(self) -> int | None:
+        return self.header.get("pack_size")
+
+    @property
+    def sequence_lengths(self) -> np.ndarray:
+        """Token ids per stored sequence, in stored order."""
+        return np.diff(self.seq_offsets)
+
+    def sequence(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Stored sequence ``i``: its ids (int32) and loss mask (bool), both memory-mapped views."""
+        if not 0 <= i < self.num_sequences:
+            raise IndexError(f"sequence {i} out of range 0..{self.num_sequences - 1}")
+        start, end = int(self.seq_offsets[i]), int(self.seq_offsets[i + 1])
+        return self.tokens[start:end], self.loss_mask[start:end]
+
+    def bin_sequences(self, i: int) -> range:
+        """The stored sequence numbers in bin ``i``."""
+        if not 0 <= i < self.num_bins:
+            raise IndexError(f"bin {i} out of range 0..{self.num_bins - 1}")
+        return range(int(self.bin_offsets[i]), int(self.bin_offsets[i + 1]))
+
+    def bin(self, i: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The sequences of bin ``i``, in packing order."""
+        return [self.sequence(k) for k in self.bin_sequences(i)]
