@@ -7,9 +7,12 @@ from sft_cli.hookspecs import hookimpl
 
 @hookimpl
 def sft_register_commands(cli):
-    from sft_cli.commands import plugins
+    from sft_cli.commands import plugins, prepare, preview, tokenizer
 
     cli.add_command(plugins.plugins_command)
+    cli.add_command(tokenizer.tokenizer_group)
+    cli.add_command(preview.preview_command)
+    cli.add_command(prepare.prepare_command)
 
     from sft_cli.commands.import_packed import import_packed_command
 
