@@ -47,7 +47,8 @@ class SampleBuilder:
             if spec is not None and spec in self.registries.chat_templates:
                 template = self.registries.chat_templates.get(spec)
             else:
-                
+                from sft_data.templates.resolve import resolve_chat_template
+
                 template = resolve_chat_template(spec, self.tokenizer, self.registries.chat_templates)
             if isinstance(template, NemoChatTemplate):
                 template = template.with_tokens(self.config.chat_prompt_tokens)
