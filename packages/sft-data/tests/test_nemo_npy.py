@@ -18,7 +18,7 @@ def nemo_bin(sequences):
     for seq_ids, seq_mask in sequences:
         starts.append(len(ids))
         ids.extend(seq_ids)
-        mask.extend(seq_mask[1:] + [False])  # NeMo: `x[1:] + [False]`, aligned with labels
+        mask.extend([*seq_mask[1:], False])  # NeMo: `x[1:] + [False]`, aligned with labels
     return {"input_ids": ids, "loss_mask": mask, "seq_start_id": starts}
 
 
@@ -119,7 +119,7 @@ def test_not_a_nemo_file(tmp_path):
     with pytest.raises(SftError, match="expected an object array of dicts, found int64 array"):
         import_nemo_packed(tmp_path / "ints.npy", tmp_path / "out")
     (tmp_path / "junk.npy").write_bytes(b"\x93NUMPY garbage")
-    with pytest.raises(SftError, match="not a readable .npy file"):
+    with pytest.raises(SftError, match=r"not a readable \.npy file"):
         import_nemo_packed(tmp_path / "junk.npy", tmp_path / "out")
     with pytest.raises(SftError, match="no such file"):
         import_nemo_packed(tmp_path / "missing.npy", tmp_path / "out")

@@ -25,7 +25,7 @@ def tokenized_samples(draw, max_len=20):
     for i in range(n):
         length = draw(st.integers(2, max_len))
         ids = draw(st.lists(st.integers(0, 2**31 - 1), min_size=length, max_size=length))
-        mask = [False] + draw(st.lists(st.booleans(), min_size=length - 1, max_size=length - 1))
+        mask = [False, *draw(st.lists(st.booleans(), min_size=length - 1, max_size=length - 1))]
         samples.append(TokenizedSample(ids, mask, source=f"x.jsonl:{i + 1}"))
     return samples
 
@@ -39,7 +39,7 @@ def sample(ids, trained_from=1):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_packed_round_trip_is_exact(tmp_path_factory, algorithm, samples, pack_size, seed):
     directory = tmp_path_factory.mktemp("ds") / "prepared"
-    bins, stats = pack_samples(samples, pack_size, algorithm, seed)
+    bins, _stats = pack_samples(samples, pack_size, algorithm, seed)
     write_prepared(directory, samples, bins=bins, pack_size=pack_size,
                    header={**HEADER, "packing": {"algorithm": algorithm.name, "seed": seed}})
     ds = PreparedDataset(directory)

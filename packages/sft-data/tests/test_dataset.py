@@ -1,0 +1,109 @@
+"""Collate exactness: per-sequence shift, position ids, boundaries, label mask, padding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sft_data.dataset import BinDataset, Collator, block_causal_mask, collate_arrays
+from sft_data.errors import SftError
+from sft_data.sampler import GlobalBatchSampler
+from sft_data.store import write_prepared
+from sft_data.types import TokenizedSample
+
+
+def seq(ids, mask):
+    return np.array(ids, dtype=np.int32), np.array(mask, dtype=bool)
+
+
+def test_a_packed_row_by_hand():
+    bins = [[seq([10, 11, 12, 13], [0, 0, 1, 1]), seq([20, 21, 22], [0, 1, 1])], [seq([30, 31], [0, 1])]]
+    batch = collate_arrays(bins, pack_size=8, pad_id=0)
+    assert batch["tokens"].tolist() == [[10, 11, 12, 20, 21, 0, 0, 0], [30, 0, 0, 0, 0, 0, 0, 0]]
+    assert batch["labels"].tolist() == [[11, 12, 13, 21, 22, 0, 0, 0], [31, 0, 0, 0, 0, 0, 0, 0]]
+    assert batch["loss_mask"].astype(int).tolist() == [[0, 1, 1, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0, 0, 0]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1, 0, 1, 2], [0, 0, 1, 2, 3, 4, 5, 6]]
+    # padding is a pseudo-sequence of its own; -1 fills the shorter row
+    assert batch["cu_seqlens"].tolist() == [[0, 3, 5, 8], [0, 1, 8, -1]]
+    assert batch["cu_seqlens_argmin"].tolist() == [4, 3]
+    assert batch["max_seqlen"].tolist() == [3, 7]
+
+
+def test_a_full_row_has_no_pad_segment():
+    batch = collate_arrays([[seq([1, 2, 3], [0, 1, 1]), seq([4, 5, 6], [0, 1, 1])]], pack_size=4)
+    assert batch["cu_seqlens"].tolist() == [[0, 2, 4]]
+    assert batch["loss_mask"].all()
+
+
+def test_unpacked_rows_pad_to_a_multiple_of_16():
+    bins = [[seq(range(18), [0] + [1] * 17)], [seq([1, 2], [0, 1])]]
+    batch = collate_arrays(bins)  # longest row: 17 positions -> 32
+    assert batch["tokens"].shape == (2, 32)
+    assert batch["loss_mask"].sum(axis=1).tolist() == [17, 1]
+    assert collate_arrays([[seq([1, 2], [0, 1])]])["tokens"].shape == (1, 16)
+
+
+def test_an_overfull_bin_is_refused():
+    with pytest.raises(SftError, match="fills 5 positions, more than the pack size 4"):
+        collate_arrays([[seq(range(6), [0] * 6)]], pack_size=4)
+
+
+@st.composite
+def random_bins(draw):
+    pack_size = draw(st.integers(4, 40))
+    bins = []
+    for _ in range(draw(st.integers(1, 4))):
+        room, b = pack_size, []
+        while room >= 1 and draw(st.booleans()):
+            length = draw(st.integers(2, room + 1))
+            ids = draw(st.lists(st.integers(1, 1000), min_size=length, max_size=length))
+            mask = [False, *draw(st.lists(st.booleans(), min_size=length - 1, max_size=length - 1))]
+            b.append(seq(ids, mask))
+            room -= length - 1
+        bins.append(b)
+    return bins, pack_size
+
+
+@given(case=random_bins())
+@settings(max_examples=150, deadline=None)
+def test_every_sequence_is_recoverable_from_its_row(case):
+    bins, pack_size = case
+    batch = collate_arrays(bins, pack_size=pack_size, pad_id=0)
+    for row, b in enumerate(bins):
+        ends = batch["cu_seqlens"][row, : batch["cu_seqlens_argmin"][row]]
+        assert ends[0] == 0 and ends[-1] == pack_size
+        for k, (ids, mask) in enumerate(b):
+            start, end = ends[k], ends[k + 1]
+            assert batch["tokens"][row, start:end].tolist() == ids[:-1].tolist()
+            assert batch["labels"][row, start:end].tolist() == ids[1:].tolist()
+            assert batch["loss_mask"][row, start:end].tolist() == mask[1:].tolist()
+            assert batch["position_ids"][row, start:end].tolist() == list(range(end - start))
+        used = sum(len(ids) - 1 for ids, _ in b)
+        assert len(ends) - 1 == len(b) + (used < pack_size)
+        assert not batch["loss_mask"][row, used:].any()
+        assert (batch["labels"][row, used:] == 0).all()
+        mask = block_causal_mask(batch["cu_seqlens"][row])
+        segment = np.searchsorted(ends, np.arange(pack_size), side="right")
+        for i in range(pack_size):
+            assert mask[i].nonzero()[0].tolist() == [j for j in range(i + 1) if segment[j] == segment[i]]
+
+
+def test_dataloader_end_to_end(tmp_path):
+    samples = [TokenizedSample(list(range(1, n + 1)), [False] + [True] * (n - 1)) for n in (3, 4, 5, 6, 7, 8)]
+    bins = [[0, 5], [1, 4], [2, 3]]  # 2+7, 3+4, 4+5 positions
+    write_prepared(tmp_path / "d", samples, bins=bins, pack_size=9, header={})
+    dataset = BinDataset(tmp_path / "d")
+    assert len(dataset) == 3 and dataset.pack_size == 9
+    sampler = GlobalBatchSampler(len(dataset), 2, seed=3)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=Collator(pack_size=9))
+    batches = list(loader)
+    assert len(batches) == 1
+    batch = batches[0]
+    assert batch["tokens"].dtype == torch.int64 and batch["loss_mask"].dtype == torch.float32
+    assert batch["tokens"].shape == (2, 9)
+    assert batch["cu_seqlens"].dtype == torch.int32
+    # all trained: every label position of every sequence; only padding is masked
+    assert batch["loss_mask"].sum().item() == sum(
+        len(samples[i].input_ids) - 1 for b in sampler.global_batch(0, 0) for i in bins[b])
