@@ -1,0 +1,192 @@
+"""Benchmark: packing efficiency and throughput on chat-length data vs. the padded baselines.
+
+    uv run python bench/prepare.py [--samples 20000] [--pack-size 2048] [--e2e-samples 5000]
+
+Prints one JSON object:
+
+- ``lengths``: the synthetic distribution (lognormal, clipped to 50..4000 token ids, truncated to
+  ``max_seq_length = pack_size`` as ``sft prepare`` would).
+- ``padded_baseline``: efficiency (real positions / computed positions) of padding every sample
+  to ``max_seq_length``, and of per-micro-batch padding (longest in the batch rounded up to 16,
+  the reference's collate) for a few micro-batch sizes, random order.
+- ``packing``: per algorithm, efficiency, bins, sequences per bin, packing throughput and
+  pack + write (``write_prepared``) throughput in samples/s.
+- ``trl``: TRL's ``pack_dataset`` (bfd) on the same lengths when ``trl`` is importable.
+- ``end_to_end``: JSONL chat -> ``sft_data.prepare.prepare`` (read, template, tokenize, pack,
+  write) with a SentencePiece tokenizer trained on examples/data/corpus.txt.
+
+Positions are what a model computes: a sample of L ids fills L - 1 (tokens = ids[:-1]).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from sft_data.packing.algorithms import BUILTIN_ALGORITHMS
+from sft_data.packing.plan import pack_samples
+from sft_data.store import write_prepared
+from sft_data.types import TokenizedSample
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def chat_lengths(n: int, seed: int, max_seq_length: int) -> tuple[np.ndarray, int]:
+    """Token-id counts of chat samples: lognormal (median ~600), clipped to 50..4000, truncated."""
+    raw = np.clip(np.random.default_rng(seed).lognormal(np.log(600), 0.8, n), 50, 4000).astype(np.int64)
+    return np.minimum(raw, max_seq_length), int((raw > max_seq_length).sum())
+
+
+def padded_baselines(positions: np.ndarray, max_seq_length: int, seed: int) -> dict:
+    real = int(positions.sum())
+    result = {
+        "pad_to_max_seq_length": real / (len(positions) * max_seq_length),
+        "mean_real_positions_per_row_unpacked": float(positions.mean()),
+    }
+    shuffled = np.random.default_rng(seed).permutation(positions)
+    for mbs in (1, 4, 8, 16):
+        usable = len(shuffled) // mbs * mbs
+        rows = shuffled[:usable].reshape(-1, mbs)
+        padded = np.minimum(-(-rows.max(axis=1) // 16) * 16, max_seq_length) * mbs
+        result[f"per_batch_padding_mbs{mbs}"] = int(rows.sum()) / int(padded.sum())
+    return result
+
+
+def synthetic_samples(lengths: np.ndarray) -> list[TokenizedSample]:
+    # small ids are interned ints, so 20k samples stay cheap in memory; values do not affect timing
+    return [
+        TokenizedSample((np.arange(n) % 250 + 1).tolist(), [False] * (n // 3) + [True] * (n - n // 3))
+        for n in lengths.tolist()
+    ]
+
+
+def bench_packing(lengths: np.ndarray, pack_size: int, seed: int, workdir: Path) -> dict:
+    samples = synthetic_samples(lengths)
+    results = {}
+    for algorithm in BUILTIN_ALGORITHMS:
+        start = time.perf_counter()
+        bins, stats = pack_samples(samples, pack_size, algorithm, seed)
+        pack_s = time.perf_counter() - start
+        start = time.perf_counter()
+        write_prepared(workdir / algorithm.name, samples, bins=bins, pack_size=pack_size,
+                       header={"packing": {"algorithm": algorithm.name, "seed": seed}})
+        write_s = time.perf_counter() - start
+        results[algorithm.name] = {
+            "efficiency": round(stats["efficiency"], 5),
+            "bins": stats["bins"],
+            "sequences_per_bin": {k: round(v, 3) for k, v in stats["sequences_per_bin"].items()},
+            "mean_real_positions_per_row": round(float(lengths.sum() - len(lengths)) / stats["bins"], 1),
+            "pack_seconds": round(pack_s, 3),
+            "pack_samples_per_s": round(len(samples) / pack_s),
+            "pack_and_write_samples_per_s": round(len(samples) / (pack_s + write_s)),
+        }
+    return results
+
+
+def bench_trl(lengths: np.ndarray, pack_size: int) -> dict | str:
+    try:
+        from datasets import Dataset
+        from trl import pack_dataset
+    except ImportError:
+        return "trl not installed"
+    dataset = Dataset.from_dict({"input_ids": [[1] * (n - 1) for n in lengths.tolist()]})
+    start = time.perf_counter()
+    packed = pack_dataset(dataset, pack_size, strategy="bfd")
+    seconds = time.perf_counter() - start
+    return {
+        "strategy": "bfd",
+        "efficiency": round(int((lengths - 1).sum()) / (len(packed) * pack_size), 5),
+        "bins": len(packed),
+        "samples_per_s": round(len(lengths) / seconds),
+    }
+
+
+def chat_records(lengths: np.ndarray, seed: int, tokens_per_word: float) -> list[dict]:
+    """Messages-format conversations of 1-4 turns whose rendered length tracks ``lengths``."""
+    rng = np.random.default_rng(seed)
+    words = (ROOT / "examples/data/corpus.txt").read_text(encoding="utf-8").split()
+    records = []
+    for n in lengths.tolist():
+        turns = int(rng.integers(1, 5))
+        per_message = max(2, int(n / tokens_per_word / (2 * turns)))
+        messages = []
+        for _ in range(turns):
+            for role in ("user", "assistant"):
+                text = " ".join(words[i] for i in rng.integers(0, len(words), per_message))
+                messages.append({"role": role, "content": text})
+        records.append({"messages": messages})
+    return records
+
+
+def bench_end_to_end(lengths: np.ndarray, pack_size: int, seed: int, workdir: Path) -> dict | str:
+    try:
+        from sft_data.config import DataConfig
+        from sft_data.prepare import prepare
+        from sft_data.tokenizers.loading import load_tokenizer
+        from sft_data.tokenizers.training import train_sentencepiece
+    except ImportError as exc:
+        return f"sft_data.prepare unavailable ({exc}); packing + writing only above"
+    model = train_sentencepiece([ROOT / "examples/data/corpus.txt"], workdir / "tok.model", 2000)
+    tokenizer = load_tokenizer(model)
+    sample_text = (ROOT / "examples/data/corpus.txt").read_text(encoding="utf-8")[:20000]
+    tokens_per_word = len(tokenizer.encode(sample_text)) / len(sample_text.split())
+    path = workdir / "chat.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in chat_records(lengths, seed, tokens_per_word)))
+    config = DataConfig(max_seq_length=pack_size, pack_size=pack_size, seed=seed)
+    start = time.perf_counter()
+    try:
+        result = prepare([path], tokenizer, config, output=workdir / "prepared")
+    except Exception as exc:  # a benchmark reports what broke instead of hiding the other figures
+        return f"prepare failed: {type(exc).__name__}: {exc}"
+    seconds = time.perf_counter() - start
+    stats = result.stats
+    return {
+        "samples": stats["samples"],
+        "tokens": stats["tokens"],
+        "truncated": stats["truncated"],
+        "length_percentiles": stats["length_percentiles"],
+        "packing": stats["packing"],
+        "seconds": round(seconds, 2),
+        "samples_per_s": round(stats["samples"] / seconds),
+        "tokens_per_s": round(stats["tokens"] / seconds),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=20_000)
+    parser.add_argument("--pack-size", type=int, default=2048)
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--e2e-samples", type=int, default=5000, help="0 skips the end-to-end run")
+    args = parser.parse_args()
+
+    lengths, truncated = chat_lengths(args.samples, args.seed, args.pack_size)
+    positions = lengths - 1
+    report = {
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "numpy": np.__version__},
+        "pack_size": args.pack_size,
+        "lengths": {
+            "samples": len(lengths), "distribution": "lognormal(ln 600, 0.8) clipped 50..4000",
+            "truncated_to_max_seq_length": truncated, "mean": round(float(lengths.mean()), 1),
+            **{f"p{q}": int(np.percentile(lengths, q)) for q in (50, 90, 99)},
+        },
+        "padded_baseline": {k: round(v, 5) for k, v in
+                            padded_baselines(positions, args.pack_size, args.seed).items()},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        report["packing"] = bench_packing(lengths, args.pack_size, args.seed, Path(tmp))
+        report["trl"] = bench_trl(lengths, args.pack_size)
+        if args.e2e_samples:
+            e2e_lengths, _ = chat_lengths(args.e2e_samples, args.seed + 1, args.pack_size)
+            report["end_to_end"] = bench_end_to_end(e2e_lengths, args.pack_size, args.seed, Path(tmp))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
