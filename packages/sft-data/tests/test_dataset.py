@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -107,3 +110,26 @@ def test_dataloader_end_to_end(tmp_path):
     # all trained: every label position of every sequence; only padding is masked
     assert batch["loss_mask"].sum().item() == sum(
         len(samples[i].input_ids) - 1 for b in sampler.global_batch(0, 0) for i in bins[b])
+
+
+def test_data_modules_work_without_torch(tmp_path):
+    # preparing data must not need torch: block it and use everything but Collator
+    code = f"""
+import sys
+sys.modules["torch"] = None
+from sft_data.dataset import BinDataset, collate_arrays
+from sft_data.packing.algorithms import BUILTIN_ALGORITHMS
+from sft_data.packing.plan import pack_samples
+from sft_data.sampler import GlobalBatchSampler
+from sft_data.store import write_prepared
+from sft_data.types import TokenizedSample
+samples = [TokenizedSample([1, 2, 3], [False, True, True]) for _ in range(4)]
+bins, _ = pack_samples(samples, 4, BUILTIN_ALGORITHMS[0])
+write_prepared({str(tmp_path / "d")!r}, samples, bins=bins, pack_size=4, header={{}})
+dataset = BinDataset({str(tmp_path / "d")!r})
+batch = collate_arrays([dataset[i] for i in next(iter(GlobalBatchSampler(len(dataset), 2)))], pack_size=4)
+print(batch["loss_mask"].sum())
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "8"
