@@ -161,3 +161,14 @@ def test_inconsistent_arrays_are_refused(dataset_dir):
     one_line_error(dataset_dir, "do not agree")
     np.save(dataset_dir / "bin_offsets.npy", np.array([0, 2], dtype=np.int32))
     one_line_error(dataset_dir, "expected a flat int64 array")
+
+
+def test_pickles_by_path_not_by_content(dataset_dir):
+    import pickle
+
+    ds = PreparedDataset(dataset_dir)
+    data = pickle.dumps(ds)
+    assert len(data) < 500
+    copy = pickle.loads(data)
+    assert isinstance(copy.tokens, np.memmap)
+    assert [(i.tolist(), m.tolist()) for i, m in copy.bin(0)] == [(i.tolist(), m.tolist()) for i, m in ds.bin(0)]

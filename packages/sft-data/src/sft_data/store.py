@@ -149,6 +149,11 @@ class PreparedDataset:
         self.sample_index = arrays["sample_index"]
         self._check_consistent()
 
+    def __reduce__(self):
+        # DataLoader workers started by spawn receive the dataset pickled: reopen the files there
+        # instead of copying every memory-mapped array into the pickle
+        return (PreparedDataset, (str(self.directory),))
+
     def _read_header(self) -> dict[str, Any]:
         path = self.directory / HEADER
         if not path.is_file():
