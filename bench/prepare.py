@@ -1,6 +1,6 @@
 """Benchmark: packing efficiency and throughput on chat-length data vs. the padded baselines.
 
-    uv run python bench/prepare.py [--samples 20000] [--pack-size 2048] [--e2e-samples 5000]
+    uv run python bench/prepare.py [--samples 20000] [--pack-size 2048] [--e2e-samples 20000]
 
 Prints one JSON object:
 
@@ -12,7 +12,7 @@ Prints one JSON object:
 - ``packing``: per algorithm, efficiency, bins, sequences per bin, packing throughput and
   pack + write (``write_prepared``) throughput in samples/s.
 - ``trl``: TRL's ``pack_dataset`` (bfd) on the same lengths when ``trl`` is importable.
-- ``end_to_end``: JSONL chat -> ``sft_data.prepare.prepare`` (read, template, tokenize, pack,
+- ``end_to_end``: NeMo chat JSONL -> ``sft_data.prepare.prepare`` (read, template, tokenize, pack,
   write) with a SentencePiece tokenizer trained on examples/data/corpus.txt.
 
 Positions are what a model computes: a sample of L ids fills L - 1 (tokens = ids[:-1]).
@@ -108,19 +108,19 @@ def bench_trl(lengths: np.ndarray, pack_size: int) -> dict | str:
 
 
 def chat_records(lengths: np.ndarray, seed: int, tokens_per_word: float) -> list[dict]:
-    """Messages-format conversations of 1-4 turns whose rendered length tracks ``lengths``."""
+    """NeMo chat conversations of 1-4 exchanges whose rendered length tracks ``lengths``."""
     rng = np.random.default_rng(seed)
     words = (ROOT / "examples/data/corpus.txt").read_text(encoding="utf-8").split()
     records = []
     for n in lengths.tolist():
         turns = int(rng.integers(1, 5))
         per_message = max(2, int(n / tokens_per_word / (2 * turns)))
-        messages = []
+        conversation = []
         for _ in range(turns):
-            for role in ("user", "assistant"):
+            for speaker in ("User", "Assistant"):
                 text = " ".join(words[i] for i in rng.integers(0, len(words), per_message))
-                messages.append({"role": role, "content": text})
-        records.append({"messages": messages})
+                conversation.append({"from": speaker, "value": text})
+        records.append({"system": "You are a helpful assistant.", "mask": "User", "conversations": conversation})
     return records
 
 
@@ -163,7 +163,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=20_000)
     parser.add_argument("--pack-size", type=int, default=2048)
     parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--e2e-samples", type=int, default=5000, help="0 skips the end-to-end run")
+    parser.add_argument("--e2e-samples", type=int, default=20_000, help="0 skips the end-to-end run")
     args = parser.parse_args()
 
     lengths, truncated = chat_lengths(args.samples, args.seed, args.pack_size)
@@ -183,7 +183,8 @@ def main() -> None:
         report["packing"] = bench_packing(lengths, args.pack_size, args.seed, Path(tmp))
         report["trl"] = bench_trl(lengths, args.pack_size)
         if args.e2e_samples:
-            e2e_lengths, _ = chat_lengths(args.e2e_samples, args.seed + 1, args.pack_size)
+            # untruncated lengths: prepare itself truncates to max_seq_length
+            e2e_lengths, _ = chat_lengths(args.e2e_samples, args.seed + 1, 4000)
             report["end_to_end"] = bench_end_to_end(e2e_lengths, args.pack_size, args.seed, Path(tmp))
     print(json.dumps(report, indent=2))
 
