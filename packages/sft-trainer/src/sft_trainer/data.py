@@ -1,0 +1,134 @@
+"""Training and validation data for a run: prepared directories used as they are, JSONL prepared
+on the fly and cached by content hash, batches cut into micro-batches per data-parallel rank."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from sft_data.config import DataConfig
+from sft_data.dataset import BinDataset, Collator
+from sft_data.errors import SftError
+from sft_data.plugins import DataRegistries
+from sft_data.prepare import prepare
+from sft_data.sampler import GlobalBatchSampler
+from sft_data.store import HEADER, PreparedDataset
+from sft_data.tokenizers.base import Tokenizer
+
+from sft_trainer.config.schema import DataSection, DatasetConfig, ModelSection
+
+
+def data_config(section: DataSection, ds: DatasetConfig, answer_only_loss: bool, seed: int) -> DataConfig:
+    """The sft-data settings of one dataset section (the reference's model.data.*_ds keys)."""
+    pack_size = (ds.pack_size or ds.max_seq_length) if ds.packed_sequence else None
+    return DataConfig(
+        format=ds.format, prompt_template=ds.prompt_template, label_key=ds.label_key,
+        truncation_field=ds.truncation_field, truncation_method=ds.truncation_method, add_bos=ds.add_bos,
+        add_eos=ds.add_eos, add_sep=ds.add_sep, max_seq_length=ds.max_seq_length,
+        answer_only_loss=answer_only_loss, chat_template=section.chat_template,
+        chat_prompt_tokens=dict(section.chat_prompt_tokens), pack_size=pack_size,
+        packing_algorithm=ds.packing_algorithm, seed=seed, skip_invalid=ds.skip_invalid,
+    )
+
+
+def _files(file_path: str | list[str]) -> list[Path]:
+    paths = [Path(p) for p in ([file_path] if isinstance(file_path, str) else file_path)]
+    for path in paths:
+        if not path.exists():
+            raise SftError(f"data file not found: {path}")
+    return paths
+
+
+def cache_key(files: list[Path], tokenizer: Tokenizer, config: DataConfig) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    digest.update(tokenizer.fingerprint().encode())
+    digest.update(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:24]
+
+
+def resolve_dataset(
+    file_path: str | list[str] | None, tokenizer: Tokenizer, config: DataConfig, cache_dir: Path,
+    registries: DataRegistries, is_writer: bool, barrier,
+) -> PreparedDataset | None:
+    """A prepared dataset for ``file_path``: a ``sft prepare`` directory as is, or JSONL prepared
+    once (by the writer rank; the others wait) into ``cache_dir/<content hash>``."""
+    if file_path is None:
+        return None
+    files = _files(file_path)
+    if len(files) == 1 and files[0].is_dir():
+        if not (files[0] / HEADER).is_file():
+            raise SftError(f"{files[0]} is a directory but not a dataset written by `sft prepare`")
+        return PreparedDataset(files[0])
+    target = cache_dir / cache_key(files, tokenizer, config)
+    if is_writer and not (target / HEADER).is_file():
+        prepare(files, tokenizer, config, target, registries)
+    barrier()
+    return PreparedDataset(target)
+
+
+@dataclass
+class BatchPlan:
+    """How one global batch is split: ``global = micro × num_microbatches × dp``."""
+
+    global_batch_size: int
+    micro_batch_size: int
+    dp_size: int
+
+    def __post_init__(self) -> None:
+        per_rank, rest = divmod(self.global_batch_size, self.dp_size)
+        if rest or per_rank % self.micro_batch_size:
+            raise SftError(
+                f"model.global_batch_size ({self.global_batch_size}) must be a multiple of "
+                f"micro_batch_size × data-parallel size ({self.micro_batch_size} × {self.dp_size})"
+            )
+
+    @property
+    def num_microbatches(self) -> int:
+        return self.global_batch_size // (self.micro_batch_size * self.dp_size)
+
+
+class BatchSource:
+    """Global batches of one dataset for this rank, as lists of collated micro-batches."""
+
+    def __init__(self, dataset: PreparedDataset, plan: BatchPlan, *, seed: int, dp_rank: int, shuffle: bool,
+                 pad_id: int, fixed_length: int | None):
+        self.dataset = BinDataset(dataset)
+        self.plan = plan
+        self.sampler = GlobalBatchSampler(len(self.dataset), plan.global_batch_size, seed=seed, dp_rank=dp_rank,
+                                          dp_size=plan.dp_size, shuffle=shuffle)
+        # Pipeline stages exchange fixed shapes, so PP runs pad every row to one length.
+        self.collate = Collator(pack_size=dataset.pack_size or fixed_length, pad_id=pad_id)
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.sampler.batches_per_epoch
+
+    def microbatches(self, indices: list[int]) -> list[dict[str, Any]]:
+        mbs = self.plan.micro_batch_size
+        out = []
+        for j in range(0, len(indices), mbs):
+            bins = [self.dataset[i] for i in indices[j : j + mbs]]
+            batch = self.collate(bins)
+            batch["num_tokens"] = torch.tensor(sum(len(ids) - 1 for b in bins for ids, _ in b))
+            out.append(batch)
+        return out
+
+    def batch_at(self, consumed_samples: int) -> list[dict[str, torch.Tensor]]:
+        """The micro-batches of the global batch that starts after ``consumed_samples`` items."""
+        per_epoch = self.sampler.samples_per_epoch
+        epoch, offset = divmod(consumed_samples, per_epoch)
+        batch = self.sampler.global_batch(epoch, offset // self.plan.global_batch_size)
+        return self.microbatches(self.sampler.rank_slice(batch))
+
+    def epoch_batches(self, limit: int | None = None) -> Iterator[list[dict[str, torch.Tensor]]]:
+        """Validation: the batches of epoch 0 in order, at most ``limit`` of them."""
+        count = self.batches_per_epoch if limit is None else min(limit, self.batches_per_epoch)
+        for index in range(count):
+            yield self.microbatches(self.sampler.rank_slice(self.sampler.global_batch(0, index)))

@@ -1,0 +1,64 @@
+"""This process's place in the run: ranks and groups of tensor, pipeline and data parallelism."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Topology:
+    rank: int
+    world_size: int
+    tp_rank: int
+    tp_size: int
+    pp_rank: int
+    pp_size: int
+    dp_rank: int
+    dp_size: int
+    dp_group: object
+    device: torch.device
+
+    @property
+    def is_last_stage(self) -> bool:
+        return self.pp_rank == self.pp_size - 1
+
+    @property
+    def is_main(self) -> bool:
+        """Global rank 0: logs, writes metrics and run-level files."""
+        return self.rank == 0
+
+    @property
+    def writes_model_state(self) -> bool:
+        """One rank per (tp, pp) position writes model and optimizer state (they are equal over DP)."""
+        return self.dp_rank == 0
+
+
+def setup(tensor_parallel: int, pipeline_parallel: int, seed: int) -> Topology:
+    """Join torchrun's world (or a one-process one) and initialise megatron-core's parallel state."""
+    from megatron.core import parallel_state as ps
+    from sft_model.parallel import initialize
+
+    initialize(tensor_parallel, pipeline_parallel, seed)
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    return Topology(
+        rank=dist.get_rank(), world_size=dist.get_world_size(),
+        tp_rank=ps.get_tensor_model_parallel_rank(), tp_size=ps.get_tensor_model_parallel_world_size(),
+        pp_rank=ps.get_pipeline_model_parallel_rank(), pp_size=ps.get_pipeline_model_parallel_world_size(),
+        dp_rank=ps.get_data_parallel_rank(), dp_size=ps.get_data_parallel_world_size(),
+        dp_group=ps.get_data_parallel_group(), device=device,
+    )
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def broadcast_object(value, src: int = 0):
+    """``value`` from global rank ``src`` on every rank."""
+    box = [value]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]

@@ -1,0 +1,146 @@
+"""The supervised training loop: steps, validation, checkpoints, early stopping, signals, NaN guard."""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import asdict
+
+from sft_data.errors import SftError
+
+from sft_trainer.budget import Budget
+from sft_trainer.checkpoint import CheckpointManager, TrainState
+from sft_trainer.data import BatchSource
+from sft_trainer.distributed import Topology
+from sft_trainer.events import Events
+from sft_trainer.loggers.base import LoggerSet
+from sft_trainer.optim import set_lr
+from sft_trainer.schedule import CosineAnnealing
+from sft_trainer.step import evaluate, train_step
+
+
+class NonFiniteLossError(SftError):
+    """The loss became NaN or Inf."""
+
+
+class StopSignal:
+    """SIGTERM/SIGINT: finish the current step, save, exit cleanly."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._previous = {}
+
+    def __enter__(self) -> StopSignal:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = signal.Signals(signum).name
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Loop:
+    def __init__(self, *, cfg, topo: Topology, model_chunks, optimizer, train: BatchSource,
+                 val: BatchSource | None, budget: Budget, schedule: CosineAnnealing,
+                 checkpoints: CheckpointManager | None, loggers: LoggerSet, events: Events,
+                 state: TrainState, use_te: bool):
+        self.cfg, self.topo, self.chunks, self.optimizer = cfg, topo, model_chunks, optimizer
+        self.train, self.val, self.budget, self.schedule = train, val, budget, schedule
+        self.checkpoints, self.loggers, self.events, self.state = checkpoints, loggers, events, state
+        self.use_te = use_te
+        self.gbs = cfg.model.global_batch_size
+
+    def validate(self) -> float | None:
+        if self.val is None or self.budget.val_batches == 0:
+            return None
+        loss, _ = evaluate(self.chunks, self.val.epoch_batches(self.budget.val_batches), self.topo, use_te=self.use_te)
+        self.state.val_loss = loss
+        metrics = {"validation/loss": loss}
+        if self.topo.is_main:
+            self.loggers.log_metrics(self.state.step, metrics)
+        self.events.emit("sft_on_validation_end", state=self.state, metrics=metrics)
+        return loss
+
+    def _improved(self, loss: float) -> bool:
+        best = self.state.best_val_loss
+        stop = self.cfg.trainer.sft.early_stopping
+        sign = -1 if self.cfg.exp_manager.checkpoint_callback_params.mode == "min" else 1
+        better = best is None or sign * (loss - best) > stop.min_delta
+        if better:
+            self.state.best_val_loss = loss
+            self.state.validations_without_improvement = 0
+        else:
+            self.state.validations_without_improvement += 1
+        return better
+
+    def save(self) -> None:
+        if self.checkpoints is None:
+            return
+        sampler = self.train.sampler.state_for(self.state.consumed_samples)
+        path = self.checkpoints.save(self.state, self.chunks, self.optimizer, {"step": self.state.step}, sampler)
+        self.events.emit("sft_on_save", state=self.state, path=str(path))
+
+    def step_once(self) -> dict[str, float]:
+        start = time.perf_counter()
+        microbatches = self.train.batch_at(self.state.consumed_samples)
+        result, _ = train_step(self.chunks, self.optimizer, microbatches, self.topo, use_te=self.use_te)
+        lr = self.schedule(self.state.step)
+        if not math.isfinite(result.loss):
+            if not self.cfg.trainer.sft.skip_nonfinite_steps:
+                raise NonFiniteLossError(
+                    f"the loss is {result.loss} at step {self.state.step + 1}; stopping (the last good checkpoint "
+                    f"is kept; set trainer.sft.skip_nonfinite_steps=true to skip such steps instead)")
+            grad_norm = float("nan")
+        else:
+            set_lr(self.optimizer, lr)
+            _, grad_norm, _ = self.optimizer.step()
+        self.state.step += 1
+        self.state.consumed_samples += self.gbs
+        self.state.epoch = self.state.consumed_samples // self.train.sampler.samples_per_epoch
+        elapsed = time.perf_counter() - start
+        return {
+            "train/loss": result.loss, "train/lr": lr,
+            "train/grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
+            "train/tokens_per_sec": result.tokens / elapsed, "train/trained_tokens": result.trained_tokens,
+            "train/consumed_samples": self.state.consumed_samples, "train/step_time": elapsed,
+            "epoch": self.state.epoch,
+        }
+
+    def run(self) -> TrainState:
+        sft = self.cfg.trainer.sft
+        self.events.emit("sft_on_train_start", state=self.state)
+        with StopSignal() as stop:
+            while self.state.step < self.budget.max_steps:
+                metrics = self.step_once()
+                if self.topo.is_main and (self.state.step % sft.log_every_n_steps == 0
+                                          or self.state.step == self.budget.max_steps):
+                    self.loggers.log_metrics(self.state.step, metrics)
+                self.events.emit("sft_on_step_end", state=self.state, metrics=metrics)
+                last = self.state.step == self.budget.max_steps
+                validated = self.state.step % self.budget.val_check_interval == 0 or last
+                early_stop = False
+                if validated:
+                    loss = self.validate()
+                    if loss is not None and not self._improved(loss) and sft.early_stopping.enabled:
+                        early_stop = self.state.validations_without_improvement >= sft.early_stopping.patience
+                else:
+                    self.state.val_loss = None
+                if self.state.step % self.budget.save_interval == 0 or last or early_stop or stop.requested:
+                    self.save()
+                if early_stop:
+                    self.state.extra["stopped"] = "early_stopping"
+                    break
+                if stop.requested:
+                    self.state.extra["stopped"] = stop.requested
+                    break
+        self.events.emit("sft_on_train_end", state=self.state)
+        return self.state
+
+
+def state_dict(state: TrainState) -> dict:
+    return asdict(state)
