@@ -20,7 +20,7 @@ from sft_data.sampler import GlobalBatchSampler
 from sft_data.store import HEADER, PreparedDataset
 from sft_data.tokenizers.base import Tokenizer
 
-from sft_trainer.config.schema import DataSection, DatasetConfig, ModelSection
+from sft_trainer.config.schema import DataSection, DatasetConfig
 
 
 def data_config(section: DataSection, ds: DatasetConfig, answer_only_loss: bool, seed: int) -> DataConfig:

@@ -9,7 +9,11 @@ from sft_trainer.config.schema import TrainConfig
 
 def wrap_ddp(model_chunks, use_distributed_optimizer: bool):
     """megatron-core DistributedDataParallel around each chunk, wired into the schedules."""
-    from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
+    from megatron.core.distributed import (
+        DistributedDataParallel,
+        DistributedDataParallelConfig,
+        finalize_model_grads,
+    )
     from megatron.core.utils import get_model_config
 
     ddp_config = DistributedDataParallelConfig(

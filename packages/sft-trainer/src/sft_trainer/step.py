@@ -11,6 +11,7 @@ means, which weights tokens differently under gradient accumulation and packing)
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -36,7 +37,7 @@ def _lengths(batch: dict[str, torch.Tensor]) -> list[list[int]]:
     rows = []
     for ends, count in zip(batch["cu_seqlens"].tolist(), batch["cu_seqlens_argmin"].tolist(), strict=True):
         ends = ends[:count]
-        lengths = [b - a for a, b in zip(ends[:-1], ends[1:], strict=True)]
+        lengths = [b - a for a, b in itertools.pairwise(ends)]
         rows.append(lengths)
     return rows
 
