@@ -114,7 +114,7 @@ def test_unknown_hook_is_a_clear_error(installed_plugins):
         def sft_register_dataset_format(register):
             pass
     """)
-    with pytest.raises(PluginError, match="thirdparty_typo.*sft_register_dataset_format"):
+    with pytest.raises(PluginError, match=r"thirdparty_typo.*sft_register_dataset_format"):
         get_plugin_manager()
 
 

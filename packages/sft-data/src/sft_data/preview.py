@@ -68,8 +68,8 @@ def preview(
     """The first ``n`` valid samples of ``path`` (and any invalid records met on the way)."""
     reader = SampleReader(config, tokenizer, registries)
     info = FileSamples(str(path))
-    shown = reported = 0
-    for record, built in reader.read(path, info):
+    reported = 0
+    for shown, (record, built) in enumerate(reader.read(path, info), start=1):
         while reported < len(info.problems):
             yield info.problems[reported]
             reported += 1
@@ -83,7 +83,6 @@ def preview(
             truncated=sample.truncated,
             dropped=built.dropped,
         )
-        shown += 1
         if shown >= n:
             return
     yield from info.problems[reported:]
