@@ -1,0 +1,13 @@
+"""Built-in model families, registered through the same hook a third-party plugin uses."""
+
+from __future__ import annotations
+
+from sft_model.families.gpt2 import GPT2Family
+from sft_model.families.llama import LlamaFamily
+from sft_model.hookspecs import hookimpl
+
+
+@hookimpl
+def sft_register_model_families(register):
+    register(LlamaFamily())
+    register(GPT2Family())

@@ -1,0 +1,1 @@
+"""``.nemo`` archives: safe tar I/O, the dist-checkpoint weights, tokenizer artifacts, save/load."""

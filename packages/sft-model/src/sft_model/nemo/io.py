@@ -1,0 +1,144 @@
+"""``save_nemo`` / ``load_nemo``: a model, its config and its tokenizer in one ``.nemo``.
+
+Layout (the reference's): ``model_config.yaml``, ``model_weights/`` (torch_dist dist checkpoint,
+keys prefixed ``model.``), tokenizer artifacts ``<hex>_<name>``. Saved from any TP/PP (every rank
+calls ``save_nemo``; rank 0 packs the tar), loaded into any TP/PP.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch.distributed as dist
+
+from sft_model.config import ModelConfig
+from sft_model.errors import NemoArchiveError
+from sft_model.nemo import archive, checkpoint
+from sft_model.nemo.tokenizer import TokenizerFiles, collect, embed
+
+WEIGHTS_DIR = "model_weights"
+CONFIG_FILE = "model_config.yaml"
+
+
+@dataclass
+class LoadedModel:
+    """What ``load_nemo`` returns: this rank's model, the config, and the tokenizer files (or None)."""
+
+    model: Any
+    config: ModelConfig
+    tokenizer: TokenizerFiles | None
+    _keep: list = field(default_factory=list, repr=False)  # temp dirs that must live as long as this object
+
+
+def unwrap(model):
+    """The GPTModel inside DDP / Float16Module wrappers."""
+    while hasattr(model, "module"):
+        model = model.module
+    return model
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def _shared_staging(out: Path) -> Path:
+    """A staging directory beside the output, its name agreed by all ranks."""
+    name = [f".{out.name}.staging-{uuid.uuid4().hex[:12]}"]
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.broadcast_object_list(name, src=0)
+    return out.parent / name[0]
+
+
+def save_nemo(path: str | Path, model, config: ModelConfig, tokenizer: TokenizerFiles | str | Path | None = None) -> Path:
+    """Write ``path`` (.nemo tar). Every rank calls it; each writes its own weight shards.
+
+    ``tokenizer`` is embedded (a ``TokenizerFiles``, or a path to a ``.model`` / ``tokenizer.json`` /
+    directory); without one the config's tokenizer section is written as given.
+    """
+    from sft_model.parallel import ensure_parallel_state
+
+    ensure_parallel_state()
+    out = Path(path)
+    model = unwrap(model)
+    if _rank() == 0:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    staging = _shared_staging(out)
+    try:
+        if _rank() == 0:
+            (staging / WEIGHTS_DIR).mkdir(parents=True)
+        _barrier()
+        checkpoint.save(model, staging / WEIGHTS_DIR)
+        _barrier()
+        if _rank() == 0:
+            cfg = config
+            if cfg.vocab_size is None and getattr(model, "sft_vocab_size", None):
+                cfg = cfg.replace(vocab_size=model.sft_vocab_size)
+            if tokenizer is not None:
+                files = tokenizer if isinstance(tokenizer, TokenizerFiles) else TokenizerFiles.from_path(tokenizer)
+                files.config = cfg.tokenizer if files.config.model is None else files.config
+                cfg = cfg.replace(tokenizer=embed(files, staging))
+            (staging / CONFIG_FILE).write_text(cfg.to_yaml(), encoding="utf-8")
+            archive.write(staging, out)
+        _barrier()
+    finally:
+        if _rank() == 0:
+            shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _barrier() -> None:
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def read_config(path: str | Path) -> ModelConfig:
+    from sft_model.nemo.tokenizer import read_config as _read
+
+    return _read(Path(path))
+
+
+def load_nemo(path: str | Path, *, with_weights: bool = True) -> LoadedModel:
+    """Build the model for the current parallel state (one process if none) and load the weights.
+
+    ``path`` is a ``.nemo`` file (plain or gzip tar) or an extracted directory.
+    """
+    from sft_model.builder import build_model
+    from sft_model.parallel import ensure_parallel_state
+
+    path = Path(path)
+    if not path.exists():
+        raise NemoArchiveError(f"{path}: no such file or directory")
+    keep: list = []
+    work = None
+    if path.is_dir():
+        root = path
+    else:
+        work = tempfile.TemporaryDirectory(prefix="sft-nemo-")
+        root = Path(work.name)
+        archive.extract(path, root)
+    try:
+        if not (root / CONFIG_FILE).is_file():
+            raise NemoArchiveError(f"{path}: no {CONFIG_FILE} (not a .nemo archive?)")
+        config = ModelConfig.from_yaml(root / CONFIG_FILE)
+        weights = root / WEIGHTS_DIR
+        if with_weights:
+            checkpoint.check_safe(weights, path)
+        ensure_parallel_state()
+        if config.vocab_size is None:  # reference files: the embedding's rows are the vocabulary
+            shapes = checkpoint.global_shapes(weights)
+            config = config.replace(vocab_size=shapes["embedding.word_embeddings.weight"][0])
+        model = build_model(config)
+        if with_weights:
+            checkpoint.load(model, weights, path)
+        tok_dir = tempfile.TemporaryDirectory(prefix="sft-tokenizer-")
+        keep.append(tok_dir)
+        tokenizer = collect(config.tokenizer, root, Path(tok_dir.name), path)
+    finally:
+        if work is not None:
+            work.cleanup()
+    return LoadedModel(model, config, tokenizer, keep)
