@@ -37,7 +37,7 @@ def te_available() -> bool:
     return torch.cuda.is_available() and importlib.util.find_spec("transformer_engine") is not None
 
 
-def transformer_config(cfg: ModelConfig, dtype: torch.dtype | None = None):
+def transformer_config(cfg: ModelConfig, dtype: torch.dtype | None = None, *, init: bool = True):
     """megatron-core's TransformerConfig for ``cfg`` under the current parallel state.
 
     TP/PP sizes must equal what ``initialize_model_parallel`` got: left at 1, every pipeline stage
@@ -66,7 +66,7 @@ def transformer_config(cfg: ModelConfig, dtype: torch.dtype | None = None):
         pipeline_dtype=dtype, params_dtype=dtype, bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
         use_cpu_initialization=not gpu, bias_activation_fusion=False, masked_softmax_fusion=False,
         bias_dropout_fusion=False, apply_rope_fusion=False, persist_layer_norm=False,
-        gradient_accumulation_fusion=False, rotary_interleaved=False,
+        gradient_accumulation_fusion=False, rotary_interleaved=False, perform_initialization=init,
     )
 
 
@@ -86,8 +86,8 @@ def layer_spec(cfg: ModelConfig, use_te: bool | None = None):
 
 
 def build_model(cfg: ModelConfig, vocab_size: int | None = None, *, dtype: torch.dtype | None = None,
-                use_te: bool | None = None):
-    """This pipeline stage's ``GPTModel`` (random init; load weights afterwards).
+                use_te: bool | None = None, init: bool = True):
+    """This pipeline stage's ``GPTModel``, randomly initialised unless ``init=False`` (weights follow).
 
     ``vocab_size`` is the tokenizer's; the embedding gets ``cfg.padded_vocab_size`` rows and the
     padded rows' logits are pinned to -inf so they never change a softmax or a loss.
@@ -103,7 +103,7 @@ def build_model(cfg: ModelConfig, vocab_size: int | None = None, *, dtype: torch
                                "use a make_vocab_size_divisible_by that is a multiple of it")
     use_te = te_available() if use_te is None else use_te
     model = GPTModel(
-        config=transformer_config(cfg, dtype), transformer_layer_spec=layer_spec(cfg, use_te),
+        config=transformer_config(cfg, dtype, init=init), transformer_layer_spec=layer_spec(cfg, use_te),
         vocab_size=padded, max_sequence_length=cfg.max_position_embeddings,
         pre_process=ps.is_pipeline_first_stage(), post_process=ps.is_pipeline_last_stage(),
         share_embeddings_and_output_weights=cfg.share_embeddings_and_output_weights,

@@ -102,10 +102,13 @@ def read_config(path: str | Path) -> ModelConfig:
     return _read(Path(path))
 
 
-def load_nemo(path: str | Path, *, with_weights: bool = True) -> LoadedModel:
+def load_nemo(path: str | Path, *, with_weights: bool = True, overrides: dict[str, Any] | None = None,
+              dtype=None) -> LoadedModel:
     """Build the model for the current parallel state (one process if none) and load the weights.
 
-    ``path`` is a ``.nemo`` file (plain or gzip tar) or an extracted directory.
+    ``path`` is a ``.nemo`` file (plain or gzip tar) or an extracted directory. ``overrides``
+    replace config fields before the model is built (a trainer's dropout); ``dtype`` builds the
+    parameters in another dtype than the checkpoint's precision (fp32 training on a CPU).
     """
     from sft_model.builder import build_model
     from sft_model.parallel import ensure_parallel_state
@@ -132,7 +135,9 @@ def load_nemo(path: str | Path, *, with_weights: bool = True) -> LoadedModel:
         if config.vocab_size is None:  # reference files: the embedding's rows are the vocabulary
             shapes = checkpoint.global_shapes(weights)
             config = config.replace(vocab_size=shapes["embedding.word_embeddings.weight"][0])
-        model = build_model(config)
+        if overrides:
+            config = config.replace(**overrides)
+        model = build_model(config, dtype=dtype)
         if with_weights:
             checkpoint.load(model, weights, path)
         tok_dir = tempfile.TemporaryDirectory(prefix="sft-tokenizer-")

@@ -1,0 +1,1 @@
+"""Hugging Face checkpoints: streaming safetensors I/O and conversion to and from ``.nemo``."""
