@@ -43,6 +43,9 @@ CUDA_ASSUMING_MODULES: tuple[str, ...] = (
     "megatron.core.tensor_parallel.layers",
     # state_dict_saver.save_state_dict_async_finalize all-reduces a failure flag on current_device().
     "megatron.core.dist_checkpointing.strategies.state_dict_saver",
+    # utils.local_multi_tensor_l2_norm (the optimizer's grad norm without Apex/TE) returns its
+    # result in torch.tensor(..., device="cuda").
+    "megatron.core.utils",
     # dist_checkpointing's async file writer calls torch.cuda.synchronize() before preloading.
     "megatron.core.dist_checkpointing.strategies.filesystem_async",
 )
@@ -233,6 +236,42 @@ def install_inprocess_write_queue() -> None:
         filesystem_async._results_queue = queue.Queue()
 
 
+def clip_grad_by_total_norm_cpu(parameters, max_norm, total_norm, use_decoupled_grad=False) -> None:
+    """Stands in for ``optimizer.clip_grads.clip_grad_by_total_norm_fp32``.
+
+    Upstream asserts ``param.grad.type() == 'torch.cuda.FloatTensor'`` and scales through a CUDA
+    overflow buffer; on the CPU the same scaling is a plain in-place multiply.
+    """
+    if isinstance(parameters, torch.Tensor):
+        parameters = [parameters]
+    attr = "decoupled_grad" if use_decoupled_grad else "grad"
+    grads = [getattr(p, attr).detach() for p in parameters if getattr(p, attr, None) is not None]
+    clip_coeff = max_norm / (total_norm + 1.0e-6)
+    if isinstance(clip_coeff, torch.Tensor):
+        clip_coeff = float(clip_coeff.clamp_max(1.0))
+    if clip_coeff < 1.0:
+        for grad in grads:
+            grad.mul_(clip_coeff)
+
+
+# Modules that imported ``clip_grad_by_total_norm_fp32`` by name (optimizer.MegatronOptimizer.step).
+CLIP_IMPORTERS: tuple[str, ...] = ("megatron.core.optimizer.clip_grads", "megatron.core.optimizer.optimizer")
+_saved_clip: dict[str, object] = {}
+
+
+def _install_clip() -> None:
+    for name in CLIP_IMPORTERS:
+        module = importlib.import_module(name)
+        _saved_clip[name] = module.clip_grad_by_total_norm_fp32
+        module.clip_grad_by_total_norm_fp32 = clip_grad_by_total_norm_cpu
+
+
+def _uninstall_clip() -> None:
+    for name, original in _saved_clip.items():
+        importlib.import_module(name).clip_grad_by_total_norm_fp32 = original
+    _saved_clip.clear()
+
+
 def install() -> bool:
     """Apply every shim (the CPU ones only when CUDA is unavailable); returns whether CPU shims are active.
 
@@ -249,6 +288,7 @@ def install() -> bool:
         if module.__dict__.get("torch") is torch:
             _saved_torch[name] = torch
             module.torch = CPU_TORCH
+    _install_clip()
     _installed = True
     return True
 
@@ -259,4 +299,5 @@ def uninstall() -> None:
     for name, original in _saved_torch.items():
         importlib.import_module(name).torch = original
     _saved_torch.clear()
+    _uninstall_clip()
     _installed = False

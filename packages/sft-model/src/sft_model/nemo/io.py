@@ -137,7 +137,7 @@ def load_nemo(path: str | Path, *, with_weights: bool = True, overrides: dict[st
             config = config.replace(vocab_size=shapes["embedding.word_embeddings.weight"][0])
         if overrides:
             config = config.replace(**overrides)
-        model = build_model(config, dtype=dtype)
+        model = build_model(config, dtype=dtype, init=not with_weights)
         if with_weights:
             checkpoint.load(model, weights, path)
         tok_dir = tempfile.TemporaryDirectory(prefix="sft-tokenizer-")

@@ -1,0 +1,63 @@
+"""The base model in (a .nemo, its tokenizer as an sft-data tokenizer) and the fine-tuned .nemo out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from sft_data.plugins import DataRegistries
+from sft_data.tokenizers import load_tokenizer
+from sft_data.tokenizers.base import Tokenizer
+
+from sft_trainer.config.schema import TrainConfig
+from sft_trainer.config.structured import to_dict
+from sft_trainer.distributed import Topology
+
+
+@dataclass
+class BaseModel:
+    chunks: list
+    """This pipeline stage's GPTModel (one chunk: no virtual pipeline)."""
+    config: Any
+    """sft_model.ModelConfig."""
+    tokenizer: Tokenizer
+    tokenizer_files: Any
+    """sft_model.TokenizerFiles, embedded again in the exported .nemo."""
+    use_te: bool
+    _keep: list = field(default_factory=list, repr=False)
+
+
+def load_base_model(path: str, registries: DataRegistries, *, dtype: torch.dtype,
+                    dropout: tuple[float, float]) -> BaseModel:
+    from sft_data.errors import SftError
+    from sft_model import load_nemo
+
+    hidden, attention = dropout
+    loaded = load_nemo(path, overrides={"hidden_dropout": hidden, "attention_dropout": attention}, dtype=dtype)
+    if loaded.tokenizer is None:
+        raise SftError(f"{path}: the .nemo carries no tokenizer; convert it with `sft convert` or `sft init`")
+    tokenizer = load_tokenizer(loaded.tokenizer.path, registries.tokenizers)
+    if tokenizer.vocab_size > getattr(loaded.model, "sft_vocab_size", tokenizer.vocab_size):
+        raise SftError(f"{path}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
+                       f"{loaded.model.sft_vocab_size}")
+    return BaseModel([loaded.model], loaded.config, tokenizer, loaded.tokenizer,
+                     bool(getattr(loaded.model, "sft_use_te", False)), loaded._keep)
+
+
+def trained_model_config(base: BaseModel, cfg: TrainConfig):
+    """The model config with the training config merged in, as the reference's saved .nemo has it:
+    the data section (prompt template, chat prompt tokens), optimizer and PEFT settings."""
+    extra = dict(base.config.extra)
+    extra["optim"] = to_dict(cfg.model.optim)
+    extra["peft"] = to_dict(cfg.model.peft)
+    extra["answer_only_loss"] = cfg.model.answer_only_loss
+    return base.config.replace(data=to_dict(cfg.model.data), extra=extra)
+
+
+def export_nemo(path: Path, base: BaseModel, cfg: TrainConfig, topo: Topology) -> Path:
+    """Every rank calls this (each writes its own weight shards); rank 0 packs the archive."""
+    from sft_model import save_nemo
+
+    return save_nemo(path, base.chunks[0], trained_model_config(base, cfg), base.tokenizer_files)

@@ -1,0 +1,146 @@
+"""``train(config)``: everything a run needs, put together, then the loop, then the final .nemo."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pluggy
+from sft_data.errors import SftError
+from sft_data.plugins import DataRegistries
+from sft_data.registry import collect
+
+from sft_trainer.budget import Budget
+from sft_trainer.checkpoint import CheckpointManager, TrainState
+from sft_trainer.config.loading import dump_config
+from sft_trainer.config.schema import TrainConfig
+from sft_trainer.data import BatchPlan, BatchSource, data_config, resolve_dataset
+from sft_trainer.distributed import Topology, barrier, setup
+from sft_trainer.events import Events
+from sft_trainer.loggers.base import LoggerSet, RunInfo
+from sft_trainer.loop import Loop
+from sft_trainer.model_io import export_nemo, load_base_model
+from sft_trainer.optim import build_optimizer, training_dtype, wrap_ddp
+from sft_trainer.schedule import CosineAnnealing
+
+FINAL_NEMO = "megatron_gpt_sft.nemo"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    state: TrainState
+    nemo_path: Path | None
+
+
+def run_directory(cfg: TrainConfig) -> Path:
+    em = cfg.exp_manager
+    if em.explicit_log_dir:
+        return Path(em.explicit_log_dir)
+    return Path(em.exp_dir or "results") / em.name
+
+
+def _val_source(dataset, cfg: TrainConfig, topo: Topology, pad_id: int, fixed: int | None) -> BatchSource | None:
+    if dataset is None:
+        return None
+    unit = cfg.model.micro_batch_size * topo.dp_size
+    gbs = min(cfg.model.global_batch_size, dataset.num_bins // unit * unit)
+    if gbs < unit:
+        raise SftError(f"the validation data has {dataset.num_bins} rows, fewer than micro_batch_size × "
+                       f"data-parallel size ({unit})")
+    plan = BatchPlan(gbs, cfg.model.micro_batch_size, topo.dp_size)
+    return BatchSource(dataset, plan, seed=cfg.model.seed, dp_rank=topo.dp_rank, shuffle=False, pad_id=pad_id,
+                       fixed_length=fixed)
+
+
+def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResult:
+    """Fine-tune ``cfg.model.restore_from_path`` on ``cfg.model.data``; resumable, see DESIGN.md."""
+    if pm is None:
+        from sft_trainer.plugins import get_plugin_manager
+
+        pm = get_plugin_manager()
+    if not cfg.model.restore_from_path:
+        raise SftError("model.restore_from_path is required: the .nemo model to fine-tune")
+    if not cfg.model.data.train_ds.file_path:
+        raise SftError("model.data.train_ds.file_path is required")
+    m = cfg.model
+    topo = setup(m.tensor_model_parallel_size, m.pipeline_model_parallel_size, m.seed)
+    run_dir = run_directory(cfg)
+    if topo.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+    registries = DataRegistries.from_plugin_manager(pm)
+    dtype = training_dtype(cfg)
+    base = load_base_model(m.restore_from_path, registries, dtype=dtype, dropout=(m.hidden_dropout, m.attention_dropout))
+
+    if m.peft.peft_scheme != "none":
+        methods = collect(pm, "sft_register_peft_methods", "PEFT method")
+        trainable = methods.get(m.peft.peft_scheme).apply(base.chunks, m.peft, base.config)
+        if topo.is_main:
+            print(f"PEFT {m.peft.peft_scheme}: {trainable:,} trainable parameters")
+    use_distributed_optimizer = False  # see README: per-rank optimizer state keeps resume exact and simple
+    chunks = wrap_ddp(base.chunks, use_distributed_optimizer)
+    optimizer = build_optimizer(chunks, cfg, dtype, use_distributed_optimizer)
+
+    tokenizer = base.tokenizer
+    cache = run_dir / "data_cache"
+    fixed = None
+    train_cfg = data_config(m.data, m.data.train_ds, m.answer_only_loss, m.seed)
+    if topo.pp_size > 1:
+        fixed = m.data.train_ds.max_seq_length
+    train_data = resolve_dataset(m.data.train_ds.file_path, tokenizer, train_cfg, cache, registries, topo.is_main, barrier)
+    val_cfg = data_config(m.data, m.data.validation_ds, m.answer_only_loss, m.seed)
+    val_data = resolve_dataset(m.data.validation_ds.file_path, tokenizer, val_cfg, cache, registries, topo.is_main,
+                               barrier)
+    pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else (tokenizer.eos_id or 0)
+    plan = BatchPlan(m.global_batch_size, m.micro_batch_size, topo.dp_size)
+    train_source = BatchSource(train_data, plan, seed=m.seed, dp_rank=topo.dp_rank, shuffle=m.data.train_ds.shuffle,
+                               pad_id=pad_id, fixed_length=fixed)
+    val_source = _val_source(val_data, cfg, topo, pad_id, fixed)
+    budget = Budget.plan(cfg.trainer.sft, train_source.batches_per_epoch,
+                         val_source.batches_per_epoch if val_source else 0)
+    sched = m.optim.sched
+    schedule = CosineAnnealing(m.optim.lr, sched.min_lr, sched.warmup_steps, sched.constant_steps, budget.max_steps)
+
+    ckpt_params = cfg.exp_manager.checkpoint_callback_params
+    checkpoints = (CheckpointManager(run_dir / "checkpoints", topo, ckpt_params.save_top_k, ckpt_params.mode)
+                   if cfg.exp_manager.create_checkpoint_callback else None)
+    state = TrainState(run_dir=str(run_dir))
+    if checkpoints and cfg.exp_manager.resume_if_exists:
+        latest = checkpoints.latest()
+        if latest is not None:
+            meta = checkpoints.load(latest, chunks, optimizer)
+            saved = meta["state"]
+            state = TrainState(**{**saved, "run_dir": str(run_dir)})
+            if topo.is_main:
+                print(f"resuming from {latest.name} (step {state.step})")
+
+    loggers = LoggerSet({})
+    if topo.is_main:
+        factories = collect(pm, "sft_register_loggers", "logger")
+        run = RunInfo(run_dir, cfg, budget.max_steps, state.step)
+        made = {}
+        for entry in factories:
+            try:
+                logger = entry.value.create(run)
+            except Exception as exc:  # a logger that cannot start must not stop training
+                print(f"warning: logger {entry.name!r} could not start ({type(exc).__name__}: {exc}); skipped")
+                continue
+            if logger is not None:
+                made[entry.name] = logger
+        loggers = LoggerSet(made)
+        loggers.log_config(json.loads(json.dumps(cfg, default=lambda o: o.__dict__)))
+    events = Events(pm, enabled=topo.is_main)
+    loop = Loop(cfg=cfg, topo=topo, model_chunks=chunks, optimizer=optimizer, train=train_source, val=val_source,
+                budget=budget, schedule=schedule, checkpoints=checkpoints, loggers=loggers, events=events,
+                state=state, use_te=base.use_te)
+    try:
+        state = loop.run()
+    finally:
+        loggers.close()
+    nemo_path = None
+    if ckpt_params.save_nemo_on_train_end and state.extra.get("stopped") not in ("SIGTERM", "SIGINT"):
+        nemo_path = run_dir / "checkpoints" / FINAL_NEMO
+        export_nemo(nemo_path, base, cfg, topo)
+    return TrainResult(run_dir, state, nemo_path)
