@@ -12,6 +12,7 @@ import click
 import pluggy
 from sft_data.errors import PluginError, SftError
 from sft_data.plugins import DataRegistries
+from sft_model.errors import ModelError
 
 
 @dataclass
@@ -41,7 +42,7 @@ class SftGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
-        except SftError as exc:
+        except (SftError, ModelError) as exc:
             if _debug(ctx):
                 raise
             _fail(str(exc))

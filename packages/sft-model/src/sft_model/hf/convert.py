@@ -83,7 +83,7 @@ def nemo_to_hf(nemo: str | Path, out_dir: str | Path, *, pm=None, progress: Prog
     """Convert a ``.nemo`` to an HF directory: config.json, safetensors, tokenizer files."""
     from sft_model.families.registry import get_families
     from sft_model.nemo.io import load_nemo
-    from sft_model.weights import canonical_tensors, getter
+    from sft_model.weights import getter
 
     out_dir = Path(out_dir)
     loaded = load_nemo(nemo)
@@ -92,12 +92,16 @@ def nemo_to_hf(nemo: str | Path, out_dir: str | Path, *, pm=None, progress: Prog
     hf_config = family.hf_config(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     writer = CheckpointWriter(out_dir, max_shard_bytes)
-    total = len(canonical_tensors(loaded.model))
-    for name, tensor in _counted(family.canonical_to_hf(cfg, getter(loaded.model, cfg.vocab_size)), total, progress):
+    get = getter(loaded.model, cfg.vocab_size)
+    # Count the HF tensors on the meta device first (shapes only, no work) so the bar has a total.
+    total = sum(1 for _ in family.canonical_to_hf(cfg, lambda name: torch.empty_like(get(name), device="meta")))
+    for name, tensor in _counted(family.canonical_to_hf(cfg, get), total, progress):
         writer.add(name, tensor)
     writer.close()
     (out_dir / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if loaded.tokenizer is not None:
-        for path in loaded.tokenizer.files:
-            shutil.copyfile(path, out_dir / path.name)
+        for i, path in enumerate(loaded.tokenizer.files):
+            # HF finds a SentencePiece model only under the name tokenizer.model.
+            name = "tokenizer.model" if i == 0 and loaded.tokenizer.library == "sentencepiece" else path.name
+            shutil.copyfile(path, out_dir / name)
     return out_dir
