@@ -131,11 +131,15 @@ class ModelConfig:
     """Every other key of ``model_config.yaml``, written back unchanged."""
 
     def __post_init__(self) -> None:
+        for name in ("num_layers", "hidden_size", "num_attention_heads", "ffn_hidden_size", "encoder_seq_length"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ModelConfigError(f"{name}: expected a positive integer, got {value!r}")
         if self.max_position_embeddings is None:
             self.max_position_embeddings = self.encoder_seq_length
         if self.num_query_groups is None:
             self.num_query_groups = self.num_attention_heads
-        if self.kv_channels is None and self.num_attention_heads > 0:
+        if self.kv_channels is None:
             self.kv_channels = self.hidden_size // self.num_attention_heads
         if self.activation == "gelu" and self.openai_gelu:
             self.activation = "approx-gelu"

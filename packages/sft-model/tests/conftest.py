@@ -1,0 +1,64 @@
+"""Fixtures for sft-model tests: one parallel state per session, tiny random HF models built here."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+VOCAB = 100
+
+
+def hf_model(kind: str, *, tied: bool = False, seed: int = 0):
+    """A tiny random transformers model (2 layers, hidden 64) of the given kind, in eval mode."""
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    common = dict(vocab_size=VOCAB, tie_word_embeddings=tied)
+    llama_like = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, max_position_embeddings=128, **common)
+    if kind == "llama":
+        model = tf.LlamaForCausalLM(tf.LlamaConfig(rope_theta=50000.0, **llama_like))
+    elif kind == "mistral":
+        model = tf.MistralForCausalLM(tf.MistralConfig(sliding_window=None, **llama_like))
+    elif kind == "qwen2":
+        model = tf.Qwen2ForCausalLM(tf.Qwen2Config(**llama_like))
+        with torch.no_grad():  # random q/k/v biases, so a wrong bias layout shows in the logits
+            for name, p in model.named_parameters():
+                if name.endswith("bias"):
+                    p.normal_(std=0.5)
+    elif kind == "gpt2":
+        model = tf.GPT2LMHeadModel(tf.GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=128, **common))
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "ln_" in name or name.endswith("bias"):
+                    p.normal_(std=0.3)
+    else:
+        raise ValueError(kind)
+    if kind != "gpt2":
+        with torch.no_grad():  # norms at 1.0 would hide a norm mapped to the wrong place
+            for name, p in model.named_parameters():
+                if "norm" in name:
+                    p.normal_(mean=1.0, std=0.3)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def megatron():
+    """A one-process TP=1/PP=1 megatron-core state for the whole session."""
+    from sft_model.parallel import ensure_parallel_state
+
+    ensure_parallel_state()
+    return True
+
+
+@pytest.fixture(scope="session")
+def sp_tokenizer(tmp_path_factory):
+    """A tiny SentencePiece model trained here (sentencepiece is installed with sft-data)."""
+    import sentencepiece as spm
+
+    d = tmp_path_factory.mktemp("sp")
+    text = d / "corpus.txt"
+    text.write_text("\n".join(f"the quick brown fox {i} jumps over the lazy dog {i * 7}" for i in range(200)))
+    spm.SentencePieceTrainer.train(input=str(text), model_prefix=str(d / "tokenizer"), vocab_size=90,
+                                   model_type="bpe", minloglevel=2)
+    return d / "tokenizer.model"
