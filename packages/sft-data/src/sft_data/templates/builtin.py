@@ -1,9 +1,12 @@
 """Built-in templates, registered like a plugin's."""
 
 from sft_data.hookspecs import hookimpl
+from sft_data.templates.named import chatml_template, llama3_template
 from sft_data.templates.nemo import NemoChatTemplate
 
 
 @hookimpl
 def sft_register_chat_templates(register):
     register(NemoChatTemplate())
+    register(chatml_template())
+    register(llama3_template())

@@ -29,26 +29,41 @@ class HuggingFaceTokenizer:
         try:
             self._tok = _HFTokenizer.from_file(str(self.path))
         except Exception as exc:  # the Rust side raises plain Exception subclasses
-            raise SftError(f"{self.path}: not a Hugging Face tokenizer.json ({exc})") from None
+            raise SftError(f"{self.path}: not a Hugging Face tokenizer.json ({_one_line(exc)})") from None
         # Special-token text inside user data must stay text (no turn injection).
         self._tok.encode_special_tokens = True
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
-        config = {**_read_json(self.directory / "special_tokens_map.json"),
-                  **_read_json(self.directory / "tokenizer_config.json")}
+        # Control tokens a chat template may write (only ``special`` added tokens: the others are
+        # matched in plain text by the tokenizer anyway).
+        self.special_tokens: tuple[str, ...] = tuple(
+            t.content for _, t in sorted(self._tok.get_added_tokens_decoder().items()) if t.special
+        )
+        config = {**read_json(self.directory / "special_tokens_map.json"),
+                  **read_json(self.directory / "tokenizer_config.json")}
         self.bos_token = _token_text(config.get("bos_token"))
         self.eos_token = _token_text(config.get("eos_token"))
-        pad_token = _token_text(config.get("pad_token"))
-        self.bos_id = self.token_to_id(self.bos_token) if self.bos_token else None
-        self.eos_id = self.token_to_id(self.eos_token) if self.eos_token else None
-        self.pad_id = self.token_to_id(pad_token) if pad_token else None
+        self.pad_token = _token_text(config.get("pad_token"))
+        self.bos_id = self._config_token_id("bos_token", self.bos_token)
+        self.eos_id = self._config_token_id("eos_token", self.eos_token)
+        self.pad_id = self._config_token_id("pad_token", self.pad_token)
         template_file = self.directory / "chat_template.jinja"
-        template = config.get("chat_template")
-        if isinstance(template, list):  # the multi-template form: [{"name": ..., "template": ...}]
-            named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
-            template = named.get("default")
+        template = config_chat_template(config)
         if template is None and template_file.is_file():
-            template = template_file.read_text(encoding="utf-8")
+            try:
+                template = template_file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise SftError(f"{template_file}: cannot read the chat template ({_one_line(exc)})") from None
         self.chat_template: str | None = template
+
+    def _config_token_id(self, key: str, token: str | None) -> int | None:
+        # A configured token missing from the vocabulary would be written as plain text by templates
+        # and never learned as one id; say so instead.
+        if token is None:
+            return None
+        token_id = self.token_to_id(token)
+        if token_id is None:
+            raise SftError(f"{self.directory}: {key} {token!r} from the tokenizer config is not in the vocabulary")
+        return token_id
 
     def encode(self, text: str) -> list[int]:
         return list(self._tok.encode(text, add_special_tokens=False).ids)
@@ -72,14 +87,30 @@ class HuggingFaceTokenizer:
         return f"HuggingFaceTokenizer({str(self.path)!r}, vocab_size={self.vocab_size})"
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def config_chat_template(config: dict[str, Any]) -> str | None:
+    """The ``chat_template`` of a tokenizer_config.json: a string, or the ``default`` of the named-list form."""
+    template = config.get("chat_template")
+    if isinstance(template, list):  # [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default")
+    return template if isinstance(template, str) and template.strip() else None
+
+
+def read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise SftError(f"{path}: invalid JSON ({exc})") from None
-    return data if isinstance(data, dict) else {}
+        raise SftError(f"{path}: invalid JSON ({_one_line(exc)})") from None
+    if not isinstance(data, dict):
+        raise SftError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _one_line(exc: Exception) -> str:
+    # Errors are shown as one line (errors.py); the Rust side's messages can span several.
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _token_text(value: Any) -> str | None:

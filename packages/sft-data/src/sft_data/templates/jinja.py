@@ -1,0 +1,157 @@
+"""Any Jinja chat template (as HF tokenizers carry them) as a ChatTemplate with exact assistant spans.
+
+The trained spans come from the template's own structure, never from guessing at the text:
+
+* with ``{% generation %}…{% endgeneration %}`` markers, the marked text is trained (what
+  transformers' ``return_assistant_tokens_mask`` uses);
+* otherwise by incremental rendering: for an assistant message ``k``, ``messages[:k]`` rendered with
+  ``add_generation_prompt=True`` is the prompt the model answers, and ``messages[:k+1]`` must extend
+  it; what the assistant message adds (its content and end-of-turn, up to where the next message
+  starts) is trained. A template whose renders do not extend each other (it rewrites earlier turns,
+  e.g. strips reasoning from all but the last answer) cannot be split this way: that is an error
+  asking for generation markers, never a silent all-trained or all-untrained mask (the failure mode
+  of transformers 30650 / TRL 4201).
+
+Only the template decides about BOS: templates that print ``bos_token`` get exactly that one, and
+nothing is prepended to templates that do not (as ``apply_chat_template`` tokenizes without adding
+special tokens), so there is never a double BOS.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jinja2
+
+from sft_data.errors import RecordError, SftError
+from sft_data.templates.jinja_env import compile_template, has_generation_markers, track_generation
+from sft_data.templates.jinja_text import (
+    Protector,
+    extract_marked,
+    free_characters,
+    special_strings,
+    to_segments,
+)
+from sft_data.tokenizers.base import Tokenizer
+from sft_data.types import Conversation, Segment
+
+MARKERS_HINT = "add {% generation %}…{% endgeneration %} markers around the assistant text in the template"
+
+
+class JinjaChatTemplate:
+    """A chat template given as Jinja source, rendered in transformers' sandbox."""
+
+    def __init__(self, source: str, name: str = "jinja", description: str | None = None):
+        if not isinstance(source, str) or not source.strip():
+            raise SftError(f"{name}: the chat template is empty")
+        self.source = source
+        self.name = name
+        self.description = description or f"Jinja chat template ({name})"
+        self.uses_markers = has_generation_markers(source)
+        self._template = compile_template(source, name)
+        self._specials: tuple[Tokenizer, list[str]] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Compiled Jinja templates do not pickle; DataLoader workers and process pools recompile.
+        return {"source": self.source, "name": self.name, "description": self.description}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["source"], state["name"], state["description"])
+
+    def __repr__(self) -> str:
+        return f"JinjaChatTemplate(name={self.name!r}, generation_markers={self.uses_markers})"
+
+    def render(
+        self, conversation: Conversation, tokenizer: Tokenizer, *, add_generation_prompt: bool = False
+    ) -> list[Segment]:
+        messages, trainable = _messages(conversation)
+        specials = self._special_strings(tokenizer)
+        chars = free_characters((m["content"] for m in messages), len(specials) + 2)
+        protector = Protector(specials, chars[2:])
+        messages = [{**m, "content": protector.protect(m["content"])} for m in messages]
+        variables = {"bos_token": tokenizer.bos_token or "", "eos_token": tokenizer.eos_token or ""}
+
+        if self.uses_markers:
+            with track_generation(chars[0], chars[1]):
+                marked = self._render(messages, add_generation_prompt, variables)
+            text, spans = extract_marked(marked, chars[0], chars[1])
+            spans = self._apply_weights(spans, messages, trainable)
+        else:
+            text = self._render(messages, add_generation_prompt, variables)
+            spans = self._incremental_spans(text, messages, trainable, variables)
+        return to_segments(text, spans, protector)
+
+    def _special_strings(self, tokenizer: Tokenizer) -> list[str]:
+        # Computed once per tokenizer: a run renders many conversations with the same one.
+        if self._specials is None or self._specials[0] is not tokenizer:
+            self._specials = (tokenizer, special_strings(tokenizer, self.source))
+        return self._specials[1]
+
+    def _render(self, messages: list[dict], add_generation_prompt: bool, variables: dict[str, str]) -> str:
+        try:
+            return self._template.render(messages=messages, add_generation_prompt=add_generation_prompt, **variables)
+        except jinja2.exceptions.TemplateError as exc:  # raise_exception(...) and undefined lookups
+            raise RecordError(f"chat template {self.name!r} refused the conversation: {exc}") from None
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+            raise RecordError(f"chat template {self.name!r} failed on the conversation: {exc}") from None
+
+    def _apply_weights(self, spans: list[tuple[int, int]], messages: list[dict], trainable: list[bool]):
+        """Drop the spans of assistant turns excluded by the data (``weight: 0``)."""
+        assistant = [ok for m, ok in zip(messages, trainable, strict=True) if m["role"] == "assistant"]
+        if not spans and any(assistant):
+            raise SftError(
+                f"chat template {self.name!r}: the assistant spans cannot be determined: the template has "
+                "{% generation %} markers but none of them enclosed an assistant message"
+            )
+        if all(assistant):
+            return spans
+        if len(spans) != len(assistant):
+            raise RecordError(
+                f"chat template {self.name!r} marks {len(spans)} generation span(s) for {len(assistant)} "
+                "assistant turn(s), so the turns excluded by weight 0 cannot be located"
+            )
+        return [span for span, ok in zip(spans, assistant, strict=True) if ok]
+
+    def _incremental_spans(
+        self, full: str, messages: list[dict], trainable: list[bool], variables: dict[str, str]
+    ) -> list[tuple[int, int]]:
+        spans: list[tuple[int, int]] = []
+        for k, message in enumerate(messages):
+            if message["role"] != "assistant" or not trainable[k]:
+                continue
+            try:
+                prompt = self._render(messages[:k], True, variables)
+                answered = self._render(messages[: k + 1], False, variables)
+            except RecordError as exc:
+                raise self._undeterminable(f"rendering a prefix of the conversation failed ({exc})") from None
+            if not answered.startswith(prompt) or not full.startswith(answered):
+                raise self._undeterminable(
+                    f"the template is not prefix-stable: rendering messages[:{k}] with add_generation_prompt "
+                    f"and messages[:{k + 1}] do not extend each other and the whole conversation"
+                )
+            added = answered[len(prompt):]
+            content = message["content"].strip()
+            if not added or (content and content not in added):
+                raise self._undeterminable(f"the text added by assistant message {k} does not contain its content")
+            spans.append((len(prompt), len(answered)))
+        return spans
+
+    def _undeterminable(self, why: str) -> SftError:
+        return SftError(f"chat template {self.name!r}: the assistant spans cannot be determined: {why}; {MARKERS_HINT}")
+
+
+def _messages(conversation: Conversation) -> tuple[list[dict[str, str]], list[bool]]:
+    """The ``messages`` variable (system first) and, per message, whether it may be trained.
+
+    Only assistant messages train under a Jinja template; ``Turn.trained is False`` (OpenAI
+    ``weight: 0``) excludes one.
+    """
+    messages: list[dict[str, str]] = []
+    trainable: list[bool] = []
+    if conversation.system is not None:
+        messages.append({"role": "system", "content": conversation.system})
+        trainable.append(False)
+    for turn in conversation.turns:
+        messages.append({"role": turn.role, "content": turn.content})
+        trainable.append(turn.role == "assistant" and turn.trained is not False)
+    return messages, trainable

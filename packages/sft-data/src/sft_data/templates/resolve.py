@@ -1,0 +1,66 @@
+"""``--chat-template`` / ``DataConfig.chat_template`` -> a ChatTemplate.
+
+Accepted: a registered name (``nemo``, ``chatml``, ``llama3``, a plugin's); a ``.jinja`` file; a
+``tokenizer_config.json`` (its ``chat_template``); a tokenizer directory (its
+``chat_template.jinja`` or config); ``tokenizer`` (the loaded tokenizer's own template); or None:
+the tokenizer's own template when it has one, else ``chatml``. Using the tokenizer's template by
+default is what keeps training and inference formats the same (axolotl 1832).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sft_data.errors import SftError
+from sft_data.registry import Registry
+from sft_data.templates.base import ChatTemplate
+from sft_data.templates.jinja import JinjaChatTemplate
+from sft_data.tokenizers.base import Tokenizer
+from sft_data.tokenizers.huggingface import config_chat_template, read_json
+
+DEFAULT_TEMPLATE = "chatml"
+FROM_TOKENIZER = "tokenizer"
+
+
+def resolve_chat_template(spec: str | None, tokenizer: Tokenizer, registry: Registry) -> ChatTemplate:
+    """The template ``spec`` names; see the module docstring for what ``spec`` may be."""
+    if spec is None:
+        if tokenizer.chat_template:
+            return JinjaChatTemplate(tokenizer.chat_template, name=FROM_TOKENIZER)
+        return registry.get(DEFAULT_TEMPLATE)
+    if spec == FROM_TOKENIZER:
+        if not tokenizer.chat_template:
+            raise SftError(
+                f"chat template {FROM_TOKENIZER!r}: the tokenizer has no chat template "
+                f"(pass a registered name such as {DEFAULT_TEMPLATE!r}, a .jinja file or a tokenizer_config.json)"
+            )
+        return JinjaChatTemplate(tokenizer.chat_template, name=FROM_TOKENIZER)
+    if spec in registry:
+        return registry.get(spec)
+    path = Path(spec)
+    if path.exists():
+        return JinjaChatTemplate(_read_template_file(path), name=str(path))
+    if _looks_like_path(spec):
+        raise SftError(f"chat template file {spec}: not found")
+    raise SftError(registry.unknown_message(spec) + "; or pass a .jinja file or a tokenizer_config.json")
+
+
+def _looks_like_path(spec: str) -> bool:
+    return "/" in spec or "\\" in spec or spec.endswith((".jinja", ".j2", ".json"))
+
+
+def _read_template_file(path: Path) -> str:
+    if path.is_dir():
+        for name in ("chat_template.jinja", "tokenizer_config.json"):
+            if (path / name).is_file():
+                return _read_template_file(path / name)
+        raise SftError(f"{path}: no chat_template.jinja or tokenizer_config.json in this directory")
+    if path.suffix == ".json":
+        template = config_chat_template(read_json(path))
+        if template is None:
+            raise SftError(f"{path}: has no chat_template")
+        return template
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SftError(f"{path}: cannot read the chat template ({exc})") from None
