@@ -20,6 +20,12 @@ from sft_model.errors import NemoArchiveError
 _READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError)
 
 
+def _why(exc: BaseException) -> str:
+    """One line: tarfile's "open" error lists every compression it tried on separate lines."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0].rstrip(':')}" if text else type(exc).__name__
+
+
 def member_name(name: str) -> str:
     """The member's path without the reference's leading ``./``."""
     while name.startswith("./"):
@@ -45,7 +51,7 @@ def open_archive(path: Path) -> tarfile.TarFile:
     try:
         return tarfile.open(path, "r:*")
     except _READ_ERRORS as exc:
-        raise NemoArchiveError(f"{path}: not a readable .nemo archive ({type(exc).__name__}: {exc})") from None
+        raise NemoArchiveError(f"{path}: not a readable .nemo archive (not a tar or gzip tar; {_why(exc)})") from None
 
 
 def list_members(path: Path) -> list[tarfile.TarInfo]:
@@ -54,7 +60,7 @@ def list_members(path: Path) -> list[tarfile.TarInfo]:
         try:
             members = tar.getmembers()
         except _READ_ERRORS as exc:
-            raise NemoArchiveError(f"{path}: truncated or corrupt .nemo archive ({type(exc).__name__}: {exc})") from None
+            raise NemoArchiveError(f"{path}: truncated or corrupt .nemo archive ({_why(exc)})") from None
     for member in members:
         _check_member(path, member)
     return members
@@ -75,7 +81,7 @@ def extract(path: Path, target: Path, select: Callable[[str], bool] = lambda nam
         except tarfile.FilterError as exc:  # defence in depth: the checks above should have caught it
             raise NemoArchiveError(f"{path}: refusing unsafe member ({exc})") from None
         except _READ_ERRORS as exc:
-            raise NemoArchiveError(f"{path}: truncated or corrupt .nemo archive ({type(exc).__name__}: {exc})") from None
+            raise NemoArchiveError(f"{path}: truncated or corrupt .nemo archive ({_why(exc)})") from None
     return [member_name(m.name) for m in members]
 
 
@@ -88,7 +94,7 @@ def read_member(path: Path, name: str) -> bytes | None:
                     handle = tar.extractfile(member)
                     return handle.read() if handle else None
                 except _READ_ERRORS as exc:
-                    raise NemoArchiveError(f"{path}: truncated or corrupt .nemo archive ({exc})") from None
+                    raise NemoArchiveError(f"{path}: truncated or corrupt .nemo archive ({_why(exc)})") from None
     return None
 
 

@@ -73,12 +73,13 @@ def load(model, directory: Path, origin: str | Path) -> None:
     """Fill ``model`` (this rank's shards) from the checkpoint, resharding as needed."""
     from megatron.core import dist_checkpointing
     from megatron.core.dist_checkpointing.core import CheckpointingException
+    from torch.distributed.checkpoint.api import CheckpointException
 
     check_safe(directory, origin)
     sharded = model.sharded_state_dict(prefix=PREFIX)
     try:
         state = dist_checkpointing.load(sharded, str(directory))
-    except (CheckpointingException, KeyError, RuntimeError, ValueError) as exc:
+    except (CheckpointingException, CheckpointException, KeyError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise NemoArchiveError(f"{origin}: weights do not match the model config ({first})") from None
     result = model.load_state_dict({k.removeprefix(PREFIX): v for k, v in state.items()}, strict=False)
