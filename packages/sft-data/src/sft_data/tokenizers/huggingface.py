@@ -46,9 +46,10 @@ class HuggingFaceTokenizer:
         self.bos_id = self._config_token_id("bos_token", self.bos_token)
         self.eos_id = self._config_token_id("eos_token", self.eos_token)
         self.pad_id = self._config_token_id("pad_token", self.pad_token)
+        # As transformers: a chat_template.jinja file takes priority over the config's entry.
         template_file = self.directory / "chat_template.jinja"
         template = config_chat_template(config)
-        if template is None and template_file.is_file():
+        if template_file.is_file():
             try:
                 template = template_file.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
