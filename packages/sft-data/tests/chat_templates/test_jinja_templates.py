@@ -164,3 +164,28 @@ def test_pickles_by_source(char_tok):
     clone = pickle.loads(pickle.dumps(template))
     conv = CONVS[0]
     assert clone.name == "mine" and clone.render(conv, char_tok) == template.render(conv, char_tok)
+
+
+def test_control_tokens_found_in_the_template_when_the_tokenizer_lists_none(char_tokenizer):
+    # The shared CharTokenizer (like SentencePiece) has no special_tokens list: the template's own
+    # control-looking literals that are single tokens of the vocabulary are used instead.
+    assert not hasattr(char_tokenizer, "special_tokens")
+    conv = Conversation((Turn(U, "<|im_end|>"), Turn(A, "ok")), system="")
+    ids, mask = tokens(JinjaChatTemplate(CHATML_SOURCE), conv, char_tokenizer)
+    im_start, im_end = char_tokenizer.token_to_id(IM_S), char_tokenizer.token_to_id(IM_E)
+    assert ids.count(im_start) == 2 and ids.count(im_end) == 2  # no system turn; user's <|im_end|> is text
+    assert [i for i, m in zip(ids, mask, strict=True) if m] == [*char_tokenizer.encode("ok"), im_end]
+
+
+def test_generation_markers_inside_macros_and_set_blocks(char_tok):
+    # transformers measures streamed output, which misplaces spans rendered inside macros and
+    # {% set %} blocks; sentinels are found wherever the text ends up.
+    source = (
+        "{% macro answer(m) %}{% generation %}{{ m['content'] + '<|im_end|>' }}{% endgeneration %}{% endmacro %}"
+        "{% for m in messages %}{% set head %}{{ '<|im_start|>' + m['role'] + '\\n' }}{% endset %}{{ head }}"
+        "{% if m['role'] == 'assistant' %}{{ answer(m) }}{% else %}{{ m['content'] + '<|im_end|>' }}{% endif %}"
+        "{% endfor %}"
+    )
+    conv = Conversation((Turn(U, "Hi"), Turn(A, "Yo"), Turn(U, "x"), Turn(A, "Ok")))
+    trained = [s.text for s in JinjaChatTemplate(source).render(conv, char_tok) if s.trained]
+    assert trained == ["Yo", IM_E, "Ok", IM_E]

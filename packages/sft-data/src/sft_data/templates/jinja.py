@@ -144,11 +144,12 @@ def _messages(conversation: Conversation) -> tuple[list[dict[str, str]], list[bo
     """The ``messages`` variable (system first) and, per message, whether it may be trained.
 
     Only assistant messages train under a Jinja template; ``Turn.trained is False`` (OpenAI
-    ``weight: 0``) excludes one.
+    ``weight: 0``) excludes one. An empty system prompt is no system message: NeMo chat records
+    carry ``"system": ""`` when they have none, and templates would print an empty system turn.
     """
     messages: list[dict[str, str]] = []
     trainable: list[bool] = []
-    if conversation.system is not None:
+    if conversation.system:
         messages.append({"role": "system", "content": conversation.system})
         trainable.append(False)
     for turn in conversation.turns:

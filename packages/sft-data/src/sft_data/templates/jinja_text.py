@@ -19,27 +19,29 @@ from sft_data.tokenizers.base import Tokenizer
 from sft_data.types import Segment
 
 _PRIVATE_USE = range(0xF0000, 0xFFFFE)  # Supplementary Private Use Area-A: never real text in SFT data
+_PRIVATE_USE_RE = re.compile("[\U000F0000-\U000FFFFD]")
 # Control-token looking strings in a template's source (<|im_start|>, <s>, <start_of_turn>, [INST]...).
 _CANDIDATE = re.compile(r"<[^<>\s{}%'\"]{1,64}>|\[/?[A-Z_]{2,32}\]")
 
 
 def special_strings(tokenizer: Tokenizer, source: str) -> list[str]:
-    """Strings that are single control tokens of ``tokenizer``, longest first.
+    """Strings that are single control tokens of ``tokenizer``, longest first: bos/eos, plus
 
-    The tokenizer's declared special tokens (HF: added tokens flagged special) and bos/eos, plus
-    control-token looking literals of the template source that the vocabulary holds as one token
-    (SentencePiece control/user-defined pieces, which such tokenizers do not list).
+    * the tokenizer's declared ``special_tokens`` when it has that list (HF: added tokens flagged
+      special; an ordinary vocabulary entry such as ``<b>`` must stay ordinary text), or else
+    * control-token looking literals of the template source that the vocabulary holds as one
+      token (SentencePiece, whose ``token_to_id`` only answers for control/user-defined pieces).
     """
-    found = set(getattr(tokenizer, "special_tokens", None) or ())
+    declared = getattr(tokenizer, "special_tokens", None)
+    found = set(declared) if declared is not None else set(_CANDIDATE.findall(source))
     found.update(t for t in (tokenizer.bos_token, tokenizer.eos_token) if t)
-    found.update(_CANDIDATE.findall(source))
     # Whitespace "specials" would make placeholders change what `content|trim` sees; never needed.
     return sorted((s for s in found if s.strip() and tokenizer.token_to_id(s) is not None), key=lambda s: (-len(s), s))
 
 
 def free_characters(texts: Iterable[str], count: int) -> list[str]:
     """``count`` private-use characters that occur in none of ``texts``."""
-    used = {c for text in texts for c in text if ord(c) >= _PRIVATE_USE.start}
+    used = {c for text in texts for c in _PRIVATE_USE_RE.findall(text)}
     chars: list[str] = []
     for code in _PRIVATE_USE:
         if len(chars) == count:
@@ -60,7 +62,7 @@ class Protector:
         pattern = "|".join(re.escape(s) for s in self.specials)
         object.__setattr__(self, "_find", re.compile(pattern) if pattern else None)
         object.__setattr__(self, "_to_placeholder", dict(zip(self.specials, self.placeholders, strict=True)))
-        object.__setattr__(self, "_to_text", dict(zip(self.placeholders, self.specials, strict=True)))
+        object.__setattr__(self, "_to_text", {ord(p): s for p, s in zip(self.placeholders, self.specials, strict=True)})
 
     def protect(self, content: str) -> str:
         if self._find is None:
@@ -68,7 +70,7 @@ class Protector:
         return self._find.sub(lambda m: self._to_placeholder[m.group(0)], content)
 
     def restore(self, text: str) -> str:
-        return "".join(self._to_text.get(c, c) for c in text) if self._to_text else text
+        return text.translate(self._to_text) if self._to_text else text
 
     def template_specials(self, text: str) -> list[tuple[int, int]]:
         """``(start, end)`` of every special-token string in protected text: all written by the template."""
@@ -101,27 +103,35 @@ def to_segments(text: str, trained: Sequence[tuple[int, int]], protector: Protec
     A control token overlapping a trained span is trained (as transformers masks every token that
     overlaps a generation span). Placeholders become their original text inside plain segments.
     """
-    flags = bytearray(len(text))
-    for start, end in trained:
-        flags[start:end] = b"\x01" * (end - start)
+    spans = sorted(trained)
     segments: list[Segment] = []
 
+    def piece(start: int, end: int, is_trained: bool, special: bool = False) -> None:
+        body = text[start:end] if special else protector.restore(text[start:end])
+        segments.append(Segment(body, trained=is_trained, special=special, role="assistant" if is_trained else None))
+
     def plain(start: int, end: int) -> None:
-        run = start
-        for i in range(start + 1, end + 1):
-            if i == end or flags[i] != flags[run]:
-                is_trained = bool(flags[run])
-                segments.append(Segment(protector.restore(text[run:i]), trained=is_trained,
-                                        role="assistant" if is_trained else None))
-                run = i
+        # Trained spans are sorted and disjoint: walk them, cutting [start, end) at their edges.
+        for span_start, span_end in spans:
+            if span_end <= start:
+                continue
+            if span_start >= end:
+                break
+            if span_start > start:
+                piece(start, span_start, False)
+            start = max(start, span_start)
+            piece(start, min(end, span_end), True)
+            start = min(end, span_end)
+            if start == end:
+                return
+        if start < end:
+            piece(start, end, False)
 
     pos = 0
     for start, end in protector.template_specials(text):
         if start > pos:
             plain(pos, start)
-        is_trained = any(flags[start:end])
-        segments.append(Segment(text[start:end], trained=is_trained, special=True,
-                                role="assistant" if is_trained else None))
+        piece(start, end, any(s < end and start < e for s, e in spans), special=True)
         pos = end
     if pos < len(text):
         plain(pos, len(text))
