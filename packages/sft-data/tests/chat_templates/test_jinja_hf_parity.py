@@ -18,7 +18,7 @@ import pytest
 import transformers  # a dev dependency (uv sync installs it); sft_data itself never imports it
 from sft_data.encoding import SegmentEncoder
 from sft_data.templates.jinja import JinjaChatTemplate
-from sft_data.templates.named import CHATML_SOURCE, LLAMA3_SOURCE
+from sft_data.templates.resolve import CHATML_SOURCE, LLAMA3_SOURCE
 from sft_data.tokenizers.huggingface import HuggingFaceTokenizer
 from sft_data.types import Conversation, Turn
 

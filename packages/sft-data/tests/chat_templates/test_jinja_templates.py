@@ -9,7 +9,7 @@ import pytest
 from sft_data.encoding import SegmentEncoder
 from sft_data.errors import RecordError, SftError
 from sft_data.templates.jinja import JinjaChatTemplate
-from sft_data.templates.named import CHATML_SOURCE, LLAMA3_SOURCE
+from sft_data.templates.resolve import CHATML_SOURCE, LLAMA3_SOURCE
 from sft_data.tokenizers.huggingface import HuggingFaceTokenizer
 from sft_data.types import Conversation, Turn
 

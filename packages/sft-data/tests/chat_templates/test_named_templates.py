@@ -7,7 +7,7 @@ so each expected (ids, mask) pair below is the rendered text written out piece b
 from __future__ import annotations
 
 from sft_data.encoding import SegmentEncoder
-from sft_data.templates.named import chatml_template, llama3_template
+from sft_data.templates.resolve import chatml_template, llama3_template
 from sft_data.types import Conversation, Turn
 
 U, A = "user", "assistant"

@@ -9,8 +9,7 @@ from sft_data.errors import PluginError, SftError
 from sft_data.hookspecs import hookimpl
 from sft_data.plugins import DataRegistries, get_plugin_manager
 from sft_data.templates.jinja import JinjaChatTemplate
-from sft_data.templates.named import CHATML_SOURCE, LLAMA3_SOURCE
-from sft_data.templates.resolve import resolve_chat_template
+from sft_data.templates.resolve import CHATML_SOURCE, LLAMA3_SOURCE, resolve_chat_template
 from sft_data.tokenizers.huggingface import HuggingFaceTokenizer
 from sft_data.types import Conversation, Turn
 

@@ -1,8 +1,8 @@
 """Built-in templates, registered like a plugin's."""
 
 from sft_data.hookspecs import hookimpl
-from sft_data.templates.named import chatml_template, llama3_template
 from sft_data.templates.nemo import NemoChatTemplate
+from sft_data.templates.resolve import chatml_template, llama3_template
 
 
 @hookimpl

@@ -1,10 +1,17 @@
-"""``--chat-template`` / ``DataConfig.chat_template`` -> a ChatTemplate.
+"""Which chat template: the built-in ``chatml`` and ``llama3`` sources, and resolving a spec.
 
-Accepted: a registered name (``nemo``, ``chatml``, ``llama3``, a plugin's); a ``.jinja`` file; a
-``tokenizer_config.json`` (its ``chat_template``); a tokenizer directory (its
-``chat_template.jinja`` or config); ``tokenizer`` (the loaded tokenizer's own template); or None:
-the tokenizer's own template when it has one, else ``chatml``. Using the tokenizer's template by
-default is what keeps training and inference formats the same (axolotl 1832).
+``--chat-template`` / ``DataConfig.chat_template`` accepts a registered name (``nemo``, ``chatml``,
+``llama3``, a plugin's); a ``.jinja`` file; a ``tokenizer_config.json`` (its ``chat_template``); a
+tokenizer directory (its ``chat_template.jinja`` or config); ``tokenizer`` (the loaded tokenizer's
+own template); or None: the tokenizer's own template when it has one, else ``chatml``. Using the
+tokenizer's template by default is what keeps training and inference formats the same (axolotl 1832).
+
+The built-in sources are the well-known templates' text (ChatML as Qwen/OpenAI write it; Llama 3's
+as Meta ships it, ``bos_token`` first and contents trimmed) with ``{% generation %}`` markers saying
+what is trained: an assistant message's content and its end-of-turn token (``<|im_end|>`` /
+``<|eot_id|>``), which is how the model learns to stop. The newline ChatML writes after
+``<|im_end|>`` is not trained: generation stops at ``<|im_end|>``, so the model never produces it.
+Jinja's ``trim_blocks`` eats a newline written right after a tag, so newlines are string literals.
 """
 
 from __future__ import annotations
@@ -20,6 +27,43 @@ from sft_data.tokenizers.huggingface import config_chat_template, read_json
 
 DEFAULT_TEMPLATE = "chatml"
 FROM_TOKENIZER = "tokenizer"
+
+CHATML_SOURCE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{% if message['role'] == 'assistant' %}"
+    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\\n' }}"
+    "{% else %}"
+    "{{ message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+LLAMA3_SOURCE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' }}"
+    "{% if message['role'] == 'assistant' %}"
+    "{% generation %}{{ message['content'] | trim + '<|eot_id|>' }}{% endgeneration %}"
+    "{% else %}"
+    "{{ message['content'] | trim + '<|eot_id|>' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"
+)
+
+
+def chatml_template() -> JinjaChatTemplate:
+    return JinjaChatTemplate(
+        CHATML_SOURCE, name="chatml", description="ChatML (<|im_start|>role ... <|im_end|>), as Qwen and OpenAI"
+    )
+
+
+def llama3_template() -> JinjaChatTemplate:
+    return JinjaChatTemplate(
+        LLAMA3_SOURCE, name="llama3", description="Llama 3 (<|start_header_id|>role<|end_header_id|> ... <|eot_id|>)"
+    )
 
 
 def resolve_chat_template(spec: str | None, tokenizer: Tokenizer, registry: Registry) -> ChatTemplate:
