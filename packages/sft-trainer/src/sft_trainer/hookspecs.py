@@ -34,8 +34,9 @@ def sft_register_peft_methods(register: Callable[..., None]) -> None:
 
 
 @hookspec
-def sft_on_train_start(state: Any) -> None:
-    """Training is about to start (after any resume)."""
+def sft_on_train_start(state: Any, model: list[Any]) -> None:
+    """Training is about to start (after any resume). ``model`` is this rank's list of model chunks
+    (megatron-core DDP-wrapped GPTModels), for plugins that inspect or modify weights."""
 
 
 @hookspec

@@ -113,7 +113,7 @@ class Loop:
 
     def run(self) -> TrainState:
         sft = self.cfg.trainer.sft
-        self.events.emit("sft_on_train_start", state=self.state)
+        self.events.emit("sft_on_train_start", state=self.state, model=self.chunks)
         with StopSignal() as stop:
             while self.state.step < self.budget.max_steps:
                 metrics = self.step_once()
