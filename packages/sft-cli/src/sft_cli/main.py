@@ -8,10 +8,26 @@ import click
 from sft_data.errors import SftError
 
 
+def quiet_third_party_noise() -> None:
+    """megatron-core and torch.distributed warn about optional accelerators and deprecations at
+    every start; users of the CLI cannot act on those, so they are hidden (``--debug`` keeps them)."""
+    import logging
+    import warnings
+
+    for module in (r"megatron\..*", r"torch\.distributed\..*", r"torch\.utils\.cpp_extension"):
+        warnings.filterwarnings("ignore", module=module)
+    warnings.filterwarnings("ignore", category=SyntaxWarning)
+    logging.getLogger("megatron").setLevel(logging.ERROR)
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> None:
     from sft_cli.app import create_cli
     from sft_cli.plugins import get_plugin_manager
 
+    args = sys.argv[1:] if argv is None else argv
+    if "--debug" not in args:
+        quiet_third_party_noise()
     try:
         pm = get_plugin_manager()
         cli = create_cli(pm)

@@ -1,0 +1,172 @@
+"""`train()` in this process with plugins registered directly: loggers (one that breaks), a PEFT
+method, validation/end events, and early stopping."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pluggy
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[3]
+hookimpl = pluggy.HookimplMarker("sft")
+
+
+@pytest.fixture(scope="module")
+def nemo(tmp_path_factory):
+    from sft_data import load_tokenizer
+    from sft_data.tokenizers.training import train_sentencepiece
+    from sft_model.init import init_nemo
+
+    root = tmp_path_factory.mktemp("hooks")
+    tok = train_sentencepiece([REPO / "examples/data/corpus.txt"], root / "tok.model", vocab_size=600)
+    return init_nemo("llama", tok, load_tokenizer(tok).vocab_size, root / "tiny.nemo", num_layers=2, hidden_size=64,
+                     num_attention_heads=4, num_query_groups=2, ffn_hidden_size=128, encoder_seq_length=64)
+
+
+def config(nemo, run_dir, *overrides):
+    from sft_trainer.config.loading import build_config
+
+    return build_config({}, [
+        f"model.restore_from_path={nemo}", f"exp_manager.explicit_log_dir={run_dir}",
+        f"model.data.train_ds.file_path={REPO / 'examples/data/train.jsonl'}",
+        f"model.data.validation_ds.file_path={REPO / 'examples/data/val.jsonl'}",
+        "model.data.train_ds.max_seq_length=64", "model.data.validation_ds.max_seq_length=64",
+        "trainer.precision=32", "model.micro_batch_size=4", "model.global_batch_size=8", "trainer.sft.max_steps=4",
+        "trainer.sft.val_check_interval=2", "trainer.sft.limit_val_batches=1", "model.optim.lr=2e-3",
+        "model.optim.sched.warmup_steps=0", "model.optim.sched.constant_steps=0", *overrides,
+    ])
+
+
+class Recorder:
+    """A logger plugin that records what it is sent, and a second logger that always fails."""
+
+    def __init__(self):
+        self.metrics, self.events = [], []
+
+    @hookimpl
+    def sft_register_loggers(self, register):
+        recorder = self
+
+        class Factory:
+            name = "recorder"
+
+            def create(self, run):
+                recorder.run = run
+                return recorder
+
+        class Broken:
+            name = "broken"
+
+            def create(self, run):
+                class Logger:
+                    def log_metrics(self, step, metrics):
+                        raise ConnectionError("service unreachable")
+
+                    def log_config(self, config):
+                        pass
+
+                    def close(self):
+                        pass
+
+                return Logger()
+
+        register(Factory())
+        register(Broken())
+
+    def log_metrics(self, step, metrics):
+        self.metrics.append((step, dict(metrics)))
+
+    def log_config(self, config):
+        self.config = config
+
+    def close(self):
+        self.events.append("closed")
+
+    @hookimpl
+    def sft_on_validation_end(self, state, metrics):
+        self.events.append(("validation", state.step, metrics["validation/loss"]))
+
+    @hookimpl
+    def sft_on_train_end(self, state):
+        self.events.append(("end", state.step))
+
+
+class FreezeAllButFinalNorm:
+    """A PEFT method: only the final norm trains."""
+
+    name = "final_norm_only"
+
+    def apply(self, model_chunks, peft_config, model_config):
+        trainable = 0
+        for chunk in model_chunks:
+            for name, param in chunk.named_parameters():
+                param.requires_grad = "final_layernorm" in name
+                trainable += param.numel() if param.requires_grad else 0
+        return trainable
+
+
+class PeftPlugin:
+    @hookimpl
+    def sft_register_peft_methods(self, register):
+        register(FreezeAllButFinalNorm())
+
+
+def plugin_manager(*plugins):
+    from sft_trainer.plugins import get_plugin_manager
+
+    pm = get_plugin_manager(load_entrypoints=False)
+    for plugin in plugins:
+        pm.register(plugin)
+    return pm
+
+
+def test_loggers_events_and_a_broken_logger(nemo, tmp_path, capsys):
+    from sft_trainer.run import train
+
+    recorder = Recorder()
+    result = train(config(nemo, tmp_path / "run"), plugin_manager(recorder))
+    assert result.state.step == 4
+    steps = [s for s, m in recorder.metrics if "train/loss" in m]
+    assert steps == [1, 2, 3, 4]
+    assert [e[:2] for e in recorder.events if e != "closed"] == [("validation", 2), ("validation", 4), ("end", 4)]
+    assert recorder.run.max_steps == 4
+    # the broken logger was reported once and disabled; training went on and metrics.jsonl is complete
+    assert capsys.readouterr().err.count("logger 'broken' failed (ConnectionError: service unreachable)") == 1
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "train/loss" in x] == [1, 2, 3, 4]
+
+
+def test_peft_method_trains_only_what_it_leaves_trainable(nemo, tmp_path, capsys):
+    from sft_model import load_nemo
+    from sft_trainer.run import train
+
+    result = train(config(nemo, tmp_path / "run", "model.peft.peft_scheme=final_norm_only",
+                          "trainer.sft.max_steps=2"), plugin_manager(PeftPlugin()))
+    assert "PEFT final_norm_only: 64 trainable parameters" in capsys.readouterr().out
+    before = load_nemo(nemo).model.state_dict()
+    after = load_nemo(result.nemo_path).model.state_dict()
+    changed = sorted(k for k in before if not k.endswith("_extra_state") and not torch.equal(before[k], after[k]))
+    assert changed == ["decoder.final_layernorm.weight"]
+
+
+def test_unknown_peft_scheme_names_the_registered_ones(nemo, tmp_path):
+    from sft_data.errors import SftError
+    from sft_trainer.run import train
+
+    with pytest.raises(SftError, match="unknown PEFT method 'lora'"):
+        train(config(nemo, tmp_path / "run", "model.peft.peft_scheme=lora"), plugin_manager(PeftPlugin()))
+
+
+def test_early_stopping(nemo, tmp_path):
+    from sft_trainer.run import train
+
+    cfg = config(nemo, tmp_path / "run", "trainer.sft.max_steps=20", "trainer.sft.val_check_interval=1",
+                 "trainer.sft.early_stopping.enabled=true", "trainer.sft.early_stopping.patience=2",
+                 "trainer.sft.early_stopping.min_delta=100.0")
+    result = train(cfg, plugin_manager())
+    # the first validation sets the best; two without a 100-nat improvement stop the run
+    assert result.state.step == 3
+    assert result.state.extra["stopped"] == "early_stopping"
