@@ -74,6 +74,13 @@ def parallel_sizes() -> tuple[int, int]:
     return ps.get_tensor_model_parallel_world_size(), ps.get_pipeline_model_parallel_world_size()
 
 
+def destroy_model_parallel_only() -> None:
+    """Drop megatron's groups but keep the process group, to re-initialise with other TP/PP sizes."""
+    from megatron.core import parallel_state as ps
+
+    ps.destroy_model_parallel()
+
+
 def destroy() -> None:
     """Tear down model-parallel state and the process group (tests switching TP/PP)."""
     from megatron.core import parallel_state as ps
