@@ -23,13 +23,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     import sft_model
     from sft_model.builder import build_model
     from sft_model.families.registry import get_families
     from sft_model.parallel import ensure_parallel_state
     from sft_model.weights import assign
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
     hf_cfg = LlamaConfig(vocab_size=8192, hidden_size=384, intermediate_size=1024, num_hidden_layers=8,

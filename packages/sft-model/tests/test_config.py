@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import yaml
-
 from sft_model.config import ModelConfig
 from sft_model.errors import ModelConfigError
 

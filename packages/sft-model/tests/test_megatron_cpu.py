@@ -6,7 +6,6 @@ import queue
 
 import pytest
 import torch
-
 from sft_model import megatron_cpu
 
 
@@ -50,9 +49,8 @@ def test_rng_tracker_forks_the_model_parallel_state(megatron):
     megatron_cpu.model_parallel_manual_seed(123)
     with tensor_parallel.get_cuda_rng_tracker().fork():
         assert torch.equal(torch.rand(3), a)  # reproducible from the seed
-    with pytest.raises(RuntimeError, match="not added"):
-        with tracker.fork("nope"):
-            pass
+    with pytest.raises(RuntimeError, match="not added"), tracker.fork("nope"):
+        pass
 
 
 def test_global_memory_buffer_allocates_on_cpu_and_reuses(megatron):
@@ -68,7 +66,6 @@ def test_megatron_dot_product_attention_uses_the_cpu_buffer(megatron):
     """Upstream's own local attention (what SDPAttention replaces) also runs, and agrees with ours."""
     from megatron.core.transformer.dot_product_attention import DotProductAttention
     from megatron.core.transformer.enums import AttnMaskType
-
     from sft_model.attention import SDPAttention
     from sft_model.builder import transformer_config
     from sft_model.init import init_config
@@ -93,7 +90,6 @@ def test_schedule_ddp_optimizer_and_grad_norm_run_on_cpu(megatron):
     from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
     from megatron.core.pipeline_parallel import get_forward_backward_func
     from megatron.core.utils import local_multi_tensor_l2_norm
-
     from sft_model.builder import build_model
     from sft_model.init import init_config
 

@@ -9,7 +9,6 @@ import tarfile
 
 import pytest
 import torch
-
 from sft_model.errors import NemoArchiveError
 
 
@@ -28,8 +27,8 @@ def test_layout_matches_the_reference(nemo_file, sp_tokenizer):
     assert {"./model_weights/metadata.json", "./model_weights/.metadata"} <= set(names)
     artifacts = [n for n in names if n.endswith("_tokenizer.model")]
     assert len(artifacts) == 1 and len(os.path.basename(artifacts[0]).split("_")[0]) == 32
-    from sft_model.nemo.checkpoint import global_shapes
     from sft_model.nemo.archive import extract
+    from sft_model.nemo.checkpoint import global_shapes
 
     extract(nemo_file, nemo_file.parent / "x")
     shapes = global_shapes(nemo_file.parent / "x" / "model_weights")
@@ -117,7 +116,7 @@ def test_pickle_payloads_are_never_executed(nemo_file, tmp_path, victim):
 
     write(src, tmp_path / "evil.nemo")
     for source in (tmp_path / "evil.nemo", src):
-        with pytest.raises(NemoArchiveError, match="refusing|unsafe"):
+        with pytest.raises(NemoArchiveError, match=r"refusing|unsafe"):
             sft_model.load_nemo(source)
     assert not marker.exists()
 
