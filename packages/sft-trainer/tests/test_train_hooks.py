@@ -170,3 +170,25 @@ def test_early_stopping(nemo, tmp_path):
     # the first validation sets the best; two without a 100-nat improvement stop the run
     assert result.state.step == 3
     assert result.state.extra["stopped"] == "early_stopping"
+
+
+def test_prepared_packed_directory_is_used_as_is(nemo, tmp_path):
+    """A directory from `sft prepare --pack-size` trains as it is; checkpoints carry the config."""
+    from sft_data import DataConfig, load_tokenizer, prepare
+    from sft_model import load_nemo
+    from sft_trainer.run import train
+
+    loaded = load_nemo(nemo, with_weights=False)  # keeps its extracted tokenizer alive
+    tok = load_tokenizer(loaded.tokenizer.path)
+    prepared = tmp_path / "prepared"
+    result = prepare([REPO / "examples/data/train.jsonl"], tok, DataConfig(max_seq_length=64, pack_size=64), prepared)
+    bins = result.stats["packing"]["bins"]
+    cfg = config(nemo, tmp_path / "run", f"model.data.train_ds.file_path={prepared}", "model.micro_batch_size=1",
+                 "model.global_batch_size=4", "trainer.sft.max_steps=2")
+    out = train(cfg, plugin_manager())
+    assert out.state.step == 2 and out.state.consumed_samples == 8
+    assert len(list((tmp_path / "run" / "data_cache").iterdir())) == 1  # only the validation JSONL was prepared
+    checkpoint = sorted((tmp_path / "run" / "checkpoints").glob("megatron_gpt_sft--*"))[-1]
+    meta = json.loads((checkpoint / "state.json").read_text())
+    assert meta["config"]["model"]["data"]["train_ds"]["file_path"] == str(prepared)
+    assert meta["sampler"] == {"epoch": 8 // (bins // 4 * 4), "consumed_samples": 8}

@@ -6,7 +6,8 @@ directory into place. A crash at any moment leaves either the old set of complet
 the new one, and ``.tmp-`` leftovers are removed on the next start. Files are loaded with
 ``weights_only=True``: nothing in a checkpoint is executed.
 
-Per directory: ``state.json`` (step, consumed samples, epoch, validation loss, sampler state),
+Per directory: ``state.json`` (step, consumed samples, epoch, validation loss, sampler state, the
+training config),
 ``model_tp{t}_pp{p}.pt`` and ``optim_tp{t}_pp{p}.pt`` (written by data-parallel rank 0: they are
 equal on every data-parallel rank), ``rng_rank{r}.pt`` (every rank's RNG states).
 """
@@ -94,8 +95,9 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 class CheckpointManager:
-    def __init__(self, directory: Path, topo: Topology, save_top_k: int, mode: str):
+    def __init__(self, directory: Path, topo: Topology, save_top_k: int, mode: str, config: dict | None = None):
         self.directory = directory
+        self.config = config or {}
         self.topo = topo
         self.save_top_k = save_top_k
         self.mode = mode
@@ -122,7 +124,7 @@ class CheckpointManager:
         torch.save(_rng_state(), tmp / f"rng_rank{self.topo.rank:05d}.pt")
         barrier()
         if self.topo.is_main:
-            meta = {"state": asdict(state), "scheduler": scheduler_state, "sampler": sampler_state,
+            meta = {"state": asdict(state), "scheduler": scheduler_state, "sampler": sampler_state, "config": self.config,
                     "world_size": self.topo.world_size, "tp_size": self.topo.tp_size, "pp_size": self.topo.pp_size}
             _atomic_write_text(tmp / STATE_FILE, json.dumps(meta, indent=2))
             if final.exists():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from sft_trainer.budget import Budget
 from sft_trainer.checkpoint import CheckpointManager, TrainState
 from sft_trainer.config.loading import dump_config
 from sft_trainer.config.schema import TrainConfig
+from sft_trainer.config.structured import to_dict
 from sft_trainer.data import BatchPlan, BatchSource, data_config, resolve_dataset
 from sft_trainer.distributed import Topology, barrier, setup
 from sft_trainer.events import Events
@@ -104,7 +104,8 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
     schedule = CosineAnnealing(m.optim.lr, sched.min_lr, sched.warmup_steps, sched.constant_steps, budget.max_steps)
 
     ckpt_params = cfg.exp_manager.checkpoint_callback_params
-    checkpoints = (CheckpointManager(run_dir / "checkpoints", topo, ckpt_params.save_top_k, ckpt_params.mode)
+    checkpoints = (CheckpointManager(run_dir / "checkpoints", topo, ckpt_params.save_top_k, ckpt_params.mode,
+                                     to_dict(cfg))
                    if cfg.exp_manager.create_checkpoint_callback else None)
     state = TrainState(run_dir=str(run_dir))
     if checkpoints and cfg.exp_manager.resume_if_exists:
@@ -130,7 +131,7 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
             if logger is not None:
                 made[entry.name] = logger
         loggers = LoggerSet(made)
-        loggers.log_config(json.loads(json.dumps(cfg, default=lambda o: o.__dict__)))
+        loggers.log_config(to_dict(cfg))
     events = Events(pm, enabled=topo.is_main)
     loop = Loop(cfg=cfg, topo=topo, model_chunks=chunks, optimizer=optimizer, train=train_source, val=val_source,
                 budget=budget, schedule=schedule, checkpoints=checkpoints, loggers=loggers, events=events,
