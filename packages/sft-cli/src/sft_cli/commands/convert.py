@@ -2,29 +2,11 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
-
-@contextmanager
-def _progress(description: str):
-    """A rich bar on stderr (stdout stays clean); yields the converter's ``progress(done, total)``."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("eta"), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True)) as bar:
-        task = bar.add_task(description, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+from sft_cli.progress import progress_bar
 
 
 @click.group("convert")
@@ -40,7 +22,7 @@ def hf_to_nemo_command(app, hf_dir: Path, output: Path) -> None:
     """Convert HF_DIR (config.json, safetensors, tokenizer files) into OUTPUT.nemo, tokenizer embedded."""
     from sft_model.hf.convert import hf_to_nemo
 
-    with _progress("converting tensors") as progress:
+    with progress_bar("converting tensors") as progress:
         path = hf_to_nemo(hf_dir, output, pm=app.pm, progress=progress)
     click.echo(f"wrote {path}")
 
@@ -53,6 +35,6 @@ def nemo_to_hf_command(app, nemo: Path, out_dir: Path) -> None:
     """Convert NEMO (.nemo file or extracted directory) into an HF directory loadable by transformers."""
     from sft_model.hf.convert import nemo_to_hf
 
-    with _progress("converting tensors") as progress:
+    with progress_bar("converting tensors") as progress:
         path = nemo_to_hf(nemo, out_dir, pm=app.pm, progress=progress)
     click.echo(f"wrote {path}")
