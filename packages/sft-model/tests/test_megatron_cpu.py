@@ -115,3 +115,25 @@ def test_schedule_ddp_optimizer_and_grad_norm_run_on_cpu(megatron):
     assert not torch.equal(before, model.decoder.final_layernorm.weight)
     norm, _ = local_multi_tensor_l2_norm(None, None, [[torch.ones(4)]], False)
     assert norm.device.type == "cpu" and norm.item() == pytest.approx(2.0)
+
+
+def test_static_inference_kv_cache_allocates_on_cpu_and_needs_the_shim(megatron):
+    """Generation's KV cache (StaticInferenceContext) is allocated by Attention._allocate_memory."""
+    from megatron.core.inference.contexts import StaticInferenceContext
+    from sft_model.builder import build_model
+    from sft_model.init import init_config
+
+    torch.manual_seed(0)
+    model = build_model(init_config("llama", 90)).eval()
+    ids = torch.randint(0, 90, (2, 6))
+    with torch.no_grad():
+        context = StaticInferenceContext(2, 8)
+        model(ids, torch.arange(6).expand(2, 6), None, inference_context=context)
+        keys, _ = context.key_value_memory_dict[1]
+        assert keys.device.type == "cpu" and keys.shape[:2] == (8, 2)
+        megatron_cpu.uninstall()
+        try:
+            with pytest.raises((RuntimeError, AssertionError)):  # upstream allocates on current_device()
+                model(ids, torch.arange(6).expand(2, 6), None, inference_context=StaticInferenceContext(2, 8))
+        finally:
+            megatron_cpu.install()

@@ -48,6 +48,9 @@ CUDA_ASSUMING_MODULES: tuple[str, ...] = (
     "megatron.core.utils",
     # dist_checkpointing's async file writer calls torch.cuda.synchronize() before preloading.
     "megatron.core.dist_checkpointing.strategies.filesystem_async",
+    # Attention._allocate_memory puts the static inference KV cache (StaticInferenceContext) on
+    # current_device(); generation (sft_model.generate) uses that cache.
+    "megatron.core.transformer.attention",
 )
 
 
