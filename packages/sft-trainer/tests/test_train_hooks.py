@@ -192,3 +192,31 @@ def test_prepared_packed_directory_is_used_as_is(nemo, tmp_path):
     meta = json.loads((checkpoint / "state.json").read_text())
     assert meta["config"]["model"]["data"]["train_ds"]["file_path"] == str(prepared)
     assert meta["sampler"] == {"epoch": 8 // (bins // 4 * 4), "consumed_samples": 8}
+
+
+class NanForOneStep:
+    """Poisons one weight after step 2 and restores it after step 3: step 3's loss is NaN."""
+
+    @hookimpl
+    def sft_on_train_start(self, state, model):
+        self.param = next(model[0].parameters())
+
+    @hookimpl
+    def sft_on_step_end(self, state, metrics):
+        with torch.no_grad():
+            if state.step == 2:
+                self.saved = self.param.detach().clone()
+                self.param.fill_(float("nan"))
+            elif state.step == 3:
+                self.param.copy_(self.saved)
+
+
+def test_skip_nonfinite_steps_skips_the_update_and_goes_on(nemo, tmp_path):
+    from sft_trainer.run import train
+
+    result = train(config(nemo, tmp_path / "run", "trainer.sft.skip_nonfinite_steps=true"),
+                   plugin_manager(NanForOneStep()))
+    assert result.state.step == 4
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    loss = {x["step"]: x["train/loss"] for x in lines if "train/loss" in x}
+    assert loss[3] == "nan" and isinstance(loss[4], float)
