@@ -144,4 +144,17 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
     if ckpt_params.save_nemo_on_train_end and state.extra.get("stopped") not in ("SIGTERM", "SIGINT"):
         nemo_path = run_dir / "checkpoints" / FINAL_NEMO
         export_nemo(nemo_path, base, cfg, topo)
+    if topo.is_main:
+        _write_report(run_dir)
     return TrainResult(run_dir, state, nemo_path)
+
+
+def _write_report(run_dir: Path) -> None:
+    """RUN_DIR/report.png; the run already succeeded, so a report that fails only warns."""
+    from sft_trainer.report import write_report
+
+    try:
+        path, _ = write_report(run_dir)
+        print(f"report: {path}")
+    except Exception as exc:
+        print(f"warning: the run report could not be written ({type(exc).__name__}: {exc})")

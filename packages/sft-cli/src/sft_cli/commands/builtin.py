@@ -24,3 +24,7 @@ def sft_register_commands(cli):
     cli.add_command(init_model.init_command)
     cli.add_command(inspect_model.inspect_command)
     cli.add_command(convert.convert_group)
+
+    from sft_cli.commands import report
+
+    cli.add_command(report.report_command)
