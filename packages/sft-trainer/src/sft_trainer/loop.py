@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 import signal
 import time
-from dataclasses import asdict
-
 from sft_data.errors import SftError
 
 from sft_trainer.budget import Budget
@@ -140,7 +138,3 @@ class Loop:
                     break
         self.events.emit("sft_on_train_end", state=self.state)
         return self.state
-
-
-def state_dict(state: TrainState) -> dict:
-    return asdict(state)
