@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import signal
 import time
+
 from sft_data.errors import SftError
 
 from sft_trainer.budget import Budget
