@@ -1,0 +1,35 @@
+"""sft plugin: metrics as TensorBoard scalars, the training config as text.
+
+Registered through the ``sft`` entry point ``tensorboard``; enabled by
+``exp_manager.create_tensorboard_logger`` (true by default, as in the reference) and blocked with
+``SFT_DISABLE_PLUGINS=tensorboard``. Event files go to ``<run_dir>/tensorboard``, written with the
+``tensorboard`` package's own event writer (no TensorFlow and no torch needed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+from sft_tensorboard.writer import MissingDependencyError, TensorBoardLogger
+
+hookimpl = pluggy.HookimplMarker("sft")
+
+__all__ = ["EVENTS_DIR", "MissingDependencyError", "TensorBoardLogger", "TensorBoardLoggerFactory"]
+
+EVENTS_DIR = "tensorboard"
+
+
+class TensorBoardLoggerFactory:
+    name = "tensorboard"
+
+    def create(self, run: Any) -> TensorBoardLogger | None:
+        if not getattr(run.config.exp_manager, "create_tensorboard_logger", False):
+            return None
+        return TensorBoardLogger(run.run_dir / EVENTS_DIR)
+
+
+@hookimpl
+def sft_register_loggers(register):
+    register(TensorBoardLoggerFactory())

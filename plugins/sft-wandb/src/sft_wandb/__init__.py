@@ -1,0 +1,76 @@
+"""sft plugin: metrics and the training config to Weights & Biases, offline unless asked otherwise.
+
+Registered through the ``sft`` entry point ``wandb``; enabled as in the reference by
+``exp_manager.create_wandb_logger=True`` with ``exp_manager.wandb_logger_kwargs.{project,name}``.
+Runs are offline by default (files under ``<run_dir>/wandb``, upload later with ``wandb sync``):
+training never waits on, or fails because of, a network. ``wandb_logger_kwargs.offline=false``
+(or ``WANDB_MODE``) selects another mode. Blocked with ``SFT_DISABLE_PLUGINS=wandb``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import pluggy
+
+hookimpl = pluggy.HookimplMarker("sft")
+
+INSTALL_HINT = "install it with `uv pip install wandb` (or `pip install sft-wandb`)"
+# wandb_logger_kwargs keys passed to wandb.init as they are (the reference's WandbLogger accepts them).
+INIT_KEYS = ("project", "name", "entity", "group", "tags", "notes", "id", "job_type", "resume")
+
+
+class MissingDependencyError(RuntimeError):
+    """The plugin is installed but ``wandb`` is not (one line, says how to fix it)."""
+
+
+def _wandb():
+    try:
+        import wandb
+    except ImportError:
+        raise MissingDependencyError(f"the sft-wandb plugin needs the `wandb` package; {INSTALL_HINT}") from None
+    return wandb
+
+
+def run_mode(kwargs: dict[str, Any]) -> str:
+    """``offline`` unless the config says ``offline: false`` or ``WANDB_MODE`` names a mode."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    return "offline" if kwargs.get("offline", True) else "online"
+
+
+class WandbLogger:
+    def __init__(self, run_dir, kwargs: dict[str, Any]):
+        wandb = _wandb()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        init = {k: kwargs[k] for k in INIT_KEYS if k in kwargs}
+        save_dir = kwargs.get("save_dir") or str(run_dir)
+        self.run = wandb.init(dir=save_dir, mode=run_mode(kwargs), reinit="create_new", **init)
+
+    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        # Same names as metrics.jsonl; W&B's history has no NaN/Inf, so they go as strings.
+        clean = {k: (v if not isinstance(v, float) or math.isfinite(v) else str(v)) for k, v in metrics.items()}
+        self.run.log(clean, step=step)
+
+    def log_config(self, config: dict[str, Any]) -> None:
+        self.run.config.update(config, allow_val_change=True)
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+class WandbLoggerFactory:
+    name = "wandb"
+
+    def create(self, run: Any) -> WandbLogger | None:
+        em = run.config.exp_manager
+        if not getattr(em, "create_wandb_logger", False):
+            return None
+        return WandbLogger(run.run_dir, dict(em.wandb_logger_kwargs or {}))
+
+
+@hookimpl
+def sft_register_loggers(register):
+    register(WandbLoggerFactory())
