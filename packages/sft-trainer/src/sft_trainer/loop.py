@@ -47,11 +47,13 @@ class Loop:
     def __init__(self, *, cfg, topo: Topology, model_chunks, optimizer, train: BatchSource,
                  val: BatchSource | None, budget: Budget, schedule: CosineAnnealing,
                  checkpoints: CheckpointManager | None, loggers: LoggerSet, events: Events,
-                 state: TrainState, use_te: bool):
+                 state: TrainState, use_te: bool, inference=None):
         self.cfg, self.topo, self.chunks, self.optimizer = cfg, topo, model_chunks, optimizer
         self.train, self.val, self.budget, self.schedule = train, val, budget, schedule
         self.checkpoints, self.loggers, self.events, self.state = checkpoints, loggers, events, state
         self.use_te = use_te
+        self.inference = inference
+        """``generation.validation.InferenceEvaluator`` when inference metrics are configured."""
         self.gbs = cfg.model.global_batch_size
 
     def validate(self) -> float | None:
@@ -60,6 +62,8 @@ class Loop:
         loss, _ = evaluate(self.chunks, self.val.epoch_batches(self.budget.val_batches), self.topo, use_te=self.use_te)
         self.state.val_loss = loss
         metrics = {"validation/loss": loss}
+        if self.inference is not None:
+            metrics.update(self.inference.evaluate(self.chunks[0]))
         if self.topo.is_main:
             self.loggers.log_metrics(self.state.step, metrics)
         self.events.emit("sft_on_validation_end", state=self.state, metrics=metrics)

@@ -13,7 +13,8 @@ from sft_model.plugins import DEFAULT_PLUGINS as MODEL_DEFAULTS
 
 from sft_trainer import hookspecs as trainer_hookspecs
 
-TRAINER_DEFAULTS: tuple[str, ...] = ("sft_trainer.loggers.builtin", "sft_trainer.nemo_tokenizer")
+TRAINER_DEFAULTS: tuple[str, ...] = ("sft_trainer.loggers.builtin", "sft_trainer.nemo_tokenizer",
+                                     "sft_trainer.generation.metrics")
 
 HOOKSPECS: tuple[ModuleType, ...] = (data_hookspecs, model_hookspecs, trainer_hookspecs)
 DEFAULT_PLUGINS: tuple[str, ...] = DATA_DEFAULTS + MODEL_DEFAULTS + TRAINER_DEFAULTS

@@ -25,6 +25,7 @@ def sft_register_commands(cli):
     cli.add_command(inspect_model.inspect_command)
     cli.add_command(convert.convert_group)
 
-    from sft_cli.commands import report
+    from sft_cli.commands import generate, report
 
     cli.add_command(report.report_command)
+    cli.add_command(generate.generate_command)

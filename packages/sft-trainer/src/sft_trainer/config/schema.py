@@ -162,6 +162,27 @@ class EarlyStoppingConfig:
 
 
 @dataclass
+class InferenceMetricsConfig:
+    """Generation metrics at validation time (the reference's ``inference_metrics``): the model
+    answers the first ``num_samples`` validation samples greedily and each metric compares the
+    answer with the sample's trained text; logged as ``validation/<metric>``."""
+
+    metrics: list[str] = field(default_factory=list)
+    """Registered metric names (built in: ``exact_match``, ``token_f1``); empty disables."""
+    num_samples: int = 32
+    """Validation samples answered per validation (the first ones, the same every time)."""
+    max_new_tokens: int = 64
+    """Longest answer generated."""
+    batch_size: int = 8
+    """Prompts per generation batch."""
+
+    def __post_init__(self) -> None:
+        for key in ("num_samples", "max_new_tokens", "batch_size"):
+            if getattr(self, key) < 1:
+                raise SftError(f"trainer.sft.inference_metrics.{key} must be at least 1, got {getattr(self, key)}")
+
+
+@dataclass
 class SFTLoopConfig:
     max_epochs: int | None = 1
     """Epochs over the training data; None or -1: no epoch limit (max_steps must be set)."""
@@ -183,6 +204,8 @@ class SFTLoopConfig:
     """On a NaN/Inf loss, skip the update and go on instead of stopping."""
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     """Early stopping on validation loss."""
+    inference_metrics: InferenceMetricsConfig = field(default_factory=InferenceMetricsConfig)
+    """Generation metrics computed at each validation."""
 
 
 @dataclass
