@@ -1,0 +1,44 @@
+"""``sft generate`` as a user runs it, on a tiny random model made by ``sft init``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def tiny(cli, tok_model, tmp_path_factory):
+    from click.testing import CliRunner
+
+    out = tmp_path_factory.mktemp("gen") / "tiny.nemo"
+    result = CliRunner().invoke(cli, ["init", "--family", "llama", "--tokenizer", str(tok_model), "--output", str(out),
+                                      "--num-layers", "2", "--hidden-size", "64", "--seq-length", "64"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_prompt_input_and_usage_errors(run, tiny, tmp_path):
+    one = run("generate", tiny, "--prompt", "What colour is snow?", "--max-new-tokens", "5")
+    assert one.exit_code == 0, one.output
+    data = tmp_path / "in.jsonl"
+    rows = [{"input": "Spell cat backwards.", "output": "cat backwards is tac."},
+            {"messages": [{"role": "user", "content": "What is 2 plus 2?"}]}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = run("generate", tiny, "--input", data, "--output", tmp_path / "out.jsonl", "--max-new-tokens", "4",
+                 "--temperature", "0.8", "--top-k", "5", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    answers = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [a["input"] if "input" in a else a["messages"] for a in answers] == [rows[0]["input"], rows[1]["messages"]]
+    assert all(isinstance(a["generated"], str) and a["finish_reason"] in ("stop", "length") for a in answers)
+    assert "exact match: " in result.stderr and "/1 " in result.stderr  # only the first row has an answer
+    again = run("generate", tiny, "--input", data, "--output", tmp_path / "again.jsonl", "--max-new-tokens", "4",
+                "--temperature", "0.8", "--top-k", "5", "--seed", "3")
+    assert (tmp_path / "again.jsonl").read_text() == (tmp_path / "out.jsonl").read_text()  # seeded
+    assert again.exit_code == 0
+    both = run("generate", tiny, "--prompt", "x", "--input", data)
+    assert both.exit_code == 2 and "exactly one of" in both.stderr
+    data.write_text('{"input": "x", "output": "y"}\n{not json\n')
+    bad = run("generate", tiny, "--input", data)
+    assert bad.exit_code == 1 and "in.jsonl:2" in bad.stderr
