@@ -15,6 +15,7 @@ from sft_model.errors import ConversionError, ModelConfigError, ModelError, Nemo
 _LAZY = {
     "load_nemo": "sft_model.nemo.io",
     "save_nemo": "sft_model.nemo.io",
+    "load_weights": "sft_model.nemo.io",
     "read_config": "sft_model.nemo.io",
     "LoadedModel": "sft_model.nemo.io",
     "TokenizerFiles": "sft_model.nemo.tokenizer",

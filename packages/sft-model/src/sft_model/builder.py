@@ -85,9 +85,29 @@ def layer_spec(cfg: ModelConfig, use_te: bool | None = None):
     return spec
 
 
+def block_spec(cfg: ModelConfig, config, spec, transform):
+    """Per-layer specs for this pipeline stage: ``transform(spec, layer_number, cfg)`` for each of its
+    layers (1-based global numbers), as megatron builds ``[spec] * num_layers`` for a single spec."""
+    import copy
+
+    from megatron.core.transformer.transformer_block import (
+        LayerNormImpl,
+        TransformerBlockSubmodules,
+        get_num_layers_to_build,
+    )
+    from megatron.core.transformer.transformer_layer import get_transformer_layer_offset
+
+    first = get_transformer_layer_offset(config) + 1
+    specs = [transform(copy.deepcopy(spec), first + i, cfg) for i in range(get_num_layers_to_build(config))]
+    return TransformerBlockSubmodules(layer_specs=specs, layer_norm=LayerNormImpl)
+
+
 def build_model(cfg: ModelConfig, vocab_size: int | None = None, *, dtype: torch.dtype | None = None,
-                use_te: bool | None = None, init: bool = True):
+                use_te: bool | None = None, init: bool = True, layer_spec_transform=None):
     """This pipeline stage's ``GPTModel``, randomly initialised unless ``init=False`` (weights follow).
+
+    ``layer_spec_transform(spec, layer_number, cfg) -> ModuleSpec`` swaps modules into each layer's
+    spec before the model is built (PEFT adapters come in this way, never by patching a model).
 
     ``vocab_size`` is the tokenizer's; the embedding gets ``cfg.padded_vocab_size`` rows and the
     padded rows' logits are pinned to -inf so they never change a softmax or a loss.
@@ -102,8 +122,12 @@ def build_model(cfg: ModelConfig, vocab_size: int | None = None, *, dtype: torch
         raise ModelConfigError(f"padded vocab size {padded} is not divisible by tensor parallel size {tp}; "
                                "use a make_vocab_size_divisible_by that is a multiple of it")
     use_te = te_available() if use_te is None else use_te
+    config = transformer_config(cfg, dtype, init=init)
+    spec = layer_spec(cfg, use_te)
+    if layer_spec_transform is not None:
+        spec = block_spec(cfg, config, spec, layer_spec_transform)
     model = GPTModel(
-        config=transformer_config(cfg, dtype, init=init), transformer_layer_spec=layer_spec(cfg, use_te),
+        config=config, transformer_layer_spec=spec,
         vocab_size=padded, max_sequence_length=cfg.max_position_embeddings,
         pre_process=ps.is_pipeline_first_stage(), post_process=ps.is_pipeline_last_stage(),
         share_embeddings_and_output_weights=cfg.share_embeddings_and_output_weights,

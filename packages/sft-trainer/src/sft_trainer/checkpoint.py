@@ -94,6 +94,31 @@ def _atomic_write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def frozen_parameters(chunk) -> set[str]:
+    # state_dict keys, not named_parameters names: a DDP wrapper's state_dict drops its "module." prefix
+    return {k for k, v in chunk.state_dict(keep_vars=True).items()
+            if isinstance(v, torch.nn.Parameter) and not v.requires_grad}
+
+
+def trainable_state(chunk) -> dict[str, Any]:
+    """The chunk's state without frozen parameters: with PEFT, the adapters (megabytes) and not the
+    base weights, which resume reloads from the base .nemo unchanged."""
+    frozen = frozen_parameters(chunk)
+    return {k: v for k, v in chunk.state_dict().items() if k not in frozen}
+
+
+def load_trainable_state(chunk, state: dict[str, Any]) -> None:
+    # megatron's DDP.load_state_dict returns nothing: load into the wrapped module (same keys)
+    chunk = getattr(chunk, "module", chunk)
+    result = chunk.load_state_dict(state, strict=False)
+    missing = set(result.missing_keys) - frozen_parameters(chunk)
+    if missing or result.unexpected_keys:
+        from sft_data.errors import SftError
+
+        raise SftError(f"checkpoint does not match the model: missing {sorted(missing)[:3]}, "
+                       f"unexpected {sorted(result.unexpected_keys)[:3]}")
+
+
 class CheckpointManager:
     def __init__(self, directory: Path, topo: Topology, save_top_k: int, mode: str, config: dict | None = None):
         self.directory = directory
@@ -119,7 +144,7 @@ class CheckpointManager:
             tmp.mkdir(parents=True)
         barrier()
         if self.topo.writes_model_state:
-            torch.save([chunk.state_dict() for chunk in model_chunks], tmp / f"model_{self._suffix()}.pt")
+            torch.save([trainable_state(chunk) for chunk in model_chunks], tmp / f"model_{self._suffix()}.pt")
             torch.save(optimizer.state_dict(), tmp / f"optim_{self._suffix()}.pt")
         torch.save(_rng_state(), tmp / f"rng_rank{self.topo.rank:05d}.pt")
         barrier()
@@ -164,7 +189,7 @@ class CheckpointManager:
                            f"{meta['world_size']} processes; resume with the same layout")
         models = torch.load(path / f"model_{self._suffix()}.pt", weights_only=True, map_location="cpu")
         for chunk, state in zip(model_chunks, models, strict=True):
-            chunk.load_state_dict(state)
+            load_trainable_state(chunk, state)
         optimizer.load_state_dict(torch.load(path / f"optim_{self._suffix()}.pt", weights_only=True,
                                              map_location="cpu"))
         _set_rng_state(torch.load(path / f"rng_rank{self.topo.rank:05d}.pt", weights_only=True))

@@ -30,8 +30,13 @@ def sft_register_loggers(register: Callable[..., None]) -> None:
 @hookspec
 def sft_register_peft_methods(register: Callable[..., None]) -> None:
     """Register PEFT methods: ``register(method)`` with ``method.name`` (what
-    ``model.peft.peft_scheme`` selects) and ``method.apply(model_chunks, peft_config, model_config)``
-    which adds adapters and freezes base weights, returning the trainable parameter count."""
+    ``model.peft.peft_scheme`` selects), ``method.apply(model_chunks, peft_config, model_config)``
+    which freezes base weights after loading, returning the trainable parameter count, and
+    optionally ``method.layer_spec(spec, layer_number, peft_config, model_config) -> ModuleSpec``
+    (called before the model is built, per transformer layer, 1-based global number: adapters come
+    in through the layer spec) with ``method.is_adapter_key(key) -> bool`` (the checkpoint keys it
+    adds: absent from the base .nemo, the only ones in the exported .nemo). Only trainable
+    parameters go into training checkpoints."""
 
 
 @hookspec

@@ -16,6 +16,30 @@ from sft_trainer.config.structured import to_dict
 from sft_trainer.distributed import Topology
 
 
+@dataclass(frozen=True)
+class PeftBinding:
+    """A registered PEFT method with the run's ``model.peft`` section (see the hookspec)."""
+
+    method: Any
+    config: Any
+
+    def layer_spec_transform(self):
+        """``build_model``'s per-layer spec transform, or None for a method that only freezes."""
+        layer_spec = getattr(self.method, "layer_spec", None)
+        if layer_spec is None:
+            return None
+        return lambda spec, layer_number, model_config: layer_spec(spec, layer_number, self.config, model_config)
+
+    def is_adapter_key(self, key: str) -> bool:
+        test = getattr(self.method, "is_adapter_key", None)
+        return bool(test and test(key))
+
+    @property
+    def adapter_only(self) -> bool:
+        """Methods that add modules export only those (an adapter ``.nemo``)."""
+        return getattr(self.method, "is_adapter_key", None) is not None
+
+
 @dataclass
 class BaseModel:
     chunks: list
@@ -27,15 +51,20 @@ class BaseModel:
     """sft_model.TokenizerFiles, embedded again in the exported .nemo."""
     use_te: bool
     _keep: list = field(default_factory=list, repr=False)
+    peft: PeftBinding | None = None
 
 
 def load_base_model(path: str, registries: DataRegistries, *, dtype: torch.dtype,
-                    dropout: tuple[float, float]) -> BaseModel:
+                    dropout: tuple[float, float], peft: PeftBinding | None = None) -> BaseModel:
+    """The base .nemo built for this rank; a PEFT method's modules come in through the layer specs,
+    and its adapter weights, absent from the base checkpoint, keep their initial values."""
     from sft_data.errors import SftError
     from sft_model import load_nemo
 
     hidden, attention = dropout
-    loaded = load_nemo(path, overrides={"hidden_dropout": hidden, "attention_dropout": attention}, dtype=dtype)
+    loaded = load_nemo(path, overrides={"hidden_dropout": hidden, "attention_dropout": attention}, dtype=dtype,
+                       layer_spec_transform=peft.layer_spec_transform() if peft else None,
+                       absent_ok=peft.is_adapter_key if peft else None)
     if loaded.tokenizer is None:
         raise SftError(f"{path}: the .nemo carries no tokenizer; convert it with `sft convert` or `sft init`")
     tokenizer = load_tokenizer(loaded.tokenizer.path, registries.tokenizers)
@@ -43,7 +72,7 @@ def load_base_model(path: str, registries: DataRegistries, *, dtype: torch.dtype
         raise SftError(f"{path}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
                        f"{loaded.model.sft_vocab_size}")
     return BaseModel([loaded.model], loaded.config, tokenizer, loaded.tokenizer,
-                     bool(getattr(loaded.model, "sft_use_te", False)), loaded._keep)
+                     bool(getattr(loaded.model, "sft_use_te", False)), loaded._keep, peft)
 
 
 def trained_model_config(base: BaseModel, cfg: TrainConfig):
@@ -57,7 +86,12 @@ def trained_model_config(base: BaseModel, cfg: TrainConfig):
 
 
 def export_nemo(path: Path, base: BaseModel, cfg: TrainConfig, topo: Topology) -> Path:
-    """Every rank calls this (each writes its own weight shards); rank 0 packs the archive."""
+    """Every rank calls this (each writes its own weight shards); rank 0 packs the archive.
+
+    With a PEFT method that adds modules, only those are written: an adapter ``.nemo`` whose
+    model_config.yaml carries the ``peft`` section (apply it to the base with ``sft merge-lora``).
+    """
     from sft_model import save_nemo
 
-    return save_nemo(path, base.chunks[0], trained_model_config(base, cfg), base.tokenizer_files)
+    select = base.peft.is_adapter_key if base.peft and base.peft.adapter_only else None
+    return save_nemo(path, base.chunks[0], trained_model_config(base, cfg), base.tokenizer_files, select=select)

@@ -20,7 +20,7 @@ from sft_trainer.distributed import Topology, barrier, setup
 from sft_trainer.events import Events
 from sft_trainer.loggers.base import LoggerSet, RunInfo
 from sft_trainer.loop import Loop
-from sft_trainer.model_io import export_nemo, load_base_model
+from sft_trainer.model_io import PeftBinding, export_nemo, load_base_model
 from sft_trainer.optim import build_optimizer, training_dtype, wrap_ddp
 from sft_trainer.schedule import CosineAnnealing
 
@@ -72,11 +72,14 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
         (run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
     registries = DataRegistries.from_plugin_manager(pm)
     dtype = training_dtype(cfg)
-    base = load_base_model(m.restore_from_path, registries, dtype=dtype, dropout=(m.hidden_dropout, m.attention_dropout))
-
+    peft = None
     if m.peft.peft_scheme != "none":
-        methods = collect(pm, "sft_register_peft_methods", "PEFT method")
-        trainable = methods.get(m.peft.peft_scheme).apply(base.chunks, m.peft, base.config)
+        peft = PeftBinding(collect(pm, "sft_register_peft_methods", "PEFT method").get(m.peft.peft_scheme),
+                           m.peft)
+    base = load_base_model(m.restore_from_path, registries, dtype=dtype, dropout=(m.hidden_dropout, m.attention_dropout),
+                           peft=peft)
+    if peft is not None:
+        trainable = peft.method.apply(base.chunks, m.peft, base.config)
         if topo.is_main:
             print(f"PEFT {m.peft.peft_scheme}: {trainable:,} trainable parameters")
     use_distributed_optimizer = False  # see README: per-rank optimizer state keeps resume exact and simple

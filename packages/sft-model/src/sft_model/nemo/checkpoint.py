@@ -62,28 +62,55 @@ def check_safe(directory: Path, origin: str | Path) -> None:
             raise NemoArchiveError(f"{origin}: refusing model_weights/common.pt ({first})") from None
 
 
-def save(model, directory: Path) -> None:
-    """Every rank writes its shards of ``model`` (all ranks must call this)."""
+def _sharded(model, select) -> dict:
+    sharded = model.sharded_state_dict(prefix=PREFIX)
+    if select is None:
+        return sharded
+    return {k: v for k, v in sharded.items() if select(k.removeprefix(PREFIX))}
+
+
+def save(model, directory: Path, select=None) -> None:
+    """Every rank writes its shards of ``model`` (all ranks must call this); ``select(key)``, given
+    a key without the ``model.`` prefix, keeps only some tensors (a PEFT method's adapters)."""
     from megatron.core import dist_checkpointing
 
-    dist_checkpointing.save(model.sharded_state_dict(prefix=PREFIX), str(directory))
+    dist_checkpointing.save(_sharded(model, select), str(directory))
 
 
-def load(model, directory: Path, origin: str | Path) -> None:
-    """Fill ``model`` (this rank's shards) from the checkpoint, resharding as needed."""
+def _stored_keys(directory: Path) -> set[str]:
+    meta = _MetadataUnpickler(io.BytesIO((Path(directory) / ".metadata").read_bytes())).load()
+    return set(meta.state_dict_metadata)
+
+
+def _stored(key: str, stored: set[str]) -> bool:
+    # sharded objects (extra state) are stored as "<key>/shard_…"
+    return key in stored or any(name.startswith(key + "/") for name in stored)
+
+
+def load(model, directory: Path, origin: str | Path, *, select=None, absent_ok=None) -> None:
+    """Fill ``model`` (this rank's shards) from the checkpoint, resharding as needed.
+
+    ``select(key)`` restricts loading to some tensors; tensors the checkpoint lacks for which
+    ``absent_ok(key)`` is true keep their built values (adapters absent from a base model).
+    """
     from megatron.core import dist_checkpointing
     from megatron.core.dist_checkpointing.core import CheckpointingException
     from torch.distributed.checkpoint.api import CheckpointException
 
     check_safe(directory, origin)
-    sharded = model.sharded_state_dict(prefix=PREFIX)
+    sharded = _sharded(model, select)
+    if absent_ok is not None:
+        stored = _stored_keys(directory)
+        sharded = {k: v for k, v in sharded.items()
+                   if not absent_ok(k.removeprefix(PREFIX)) or _stored(getattr(v, "key", k), stored)}
+    wanted = {k.removeprefix(PREFIX) for k in sharded}
     try:
         state = dist_checkpointing.load(sharded, str(directory))
     except (CheckpointingException, CheckpointException, KeyError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise NemoArchiveError(f"{origin}: weights do not match the model config ({first})") from None
     result = model.load_state_dict({k.removeprefix(PREFIX): v for k, v in state.items()}, strict=False)
-    missing = [k for k in result.missing_keys if not k.endswith("_extra_state")]
+    missing = [k for k in result.missing_keys if not k.endswith("_extra_state") and k in wanted]
     if missing:
         raise NemoArchiveError(f"{origin}: the checkpoint has no value for {len(missing)} tensors, e.g. {missing[0]!r}")
 

@@ -54,8 +54,11 @@ def _shared_staging(out: Path) -> Path:
     return out.parent / name[0]
 
 
-def save_nemo(path: str | Path, model, config: ModelConfig, tokenizer: TokenizerFiles | str | Path | None = None) -> Path:
+def save_nemo(path: str | Path, model, config: ModelConfig, tokenizer: TokenizerFiles | str | Path | None = None,
+              *, select=None) -> Path:
     """Write ``path`` (.nemo tar). Every rank calls it; each writes its own weight shards.
+
+    ``select(key)`` keeps only some weights (a PEFT method's adapters: an adapter-only ``.nemo``).
 
     ``tokenizer`` is embedded (a ``TokenizerFiles``, or a path to a ``.model`` / ``tokenizer.json`` /
     directory); without one the config's tokenizer section is written as given.
@@ -72,7 +75,7 @@ def save_nemo(path: str | Path, model, config: ModelConfig, tokenizer: Tokenizer
         if _rank() == 0:
             (staging / WEIGHTS_DIR).mkdir(parents=True)
         _barrier()
-        checkpoint.save(model, staging / WEIGHTS_DIR)
+        checkpoint.save(model, staging / WEIGHTS_DIR, select)
         _barrier()
         if _rank() == 0:
             cfg = config
@@ -91,6 +94,22 @@ def save_nemo(path: str | Path, model, config: ModelConfig, tokenizer: Tokenizer
     return out
 
 
+def load_weights(model, path: str | Path, *, select=None) -> ModelConfig:
+    """Load (some of) a ``.nemo``'s weights into an already built ``model``; returns its config.
+
+    With ``select`` this reads an adapter-only ``.nemo`` into a model that has the adapters.
+    """
+    path = Path(path)
+    with tempfile.TemporaryDirectory(prefix="sft-nemo-") as work:
+        root = path if path.is_dir() else Path(work)
+        if not path.is_dir():
+            archive.extract(path, root)
+        if not (root / CONFIG_FILE).is_file():
+            raise NemoArchiveError(f"{path}: no {CONFIG_FILE} (not a .nemo archive?)")
+        checkpoint.load(unwrap(model), root / WEIGHTS_DIR, path, select=select)
+        return ModelConfig.from_yaml(root / CONFIG_FILE)
+
+
 def _barrier() -> None:
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.barrier()
@@ -103,12 +122,14 @@ def read_config(path: str | Path) -> ModelConfig:
 
 
 def load_nemo(path: str | Path, *, with_weights: bool = True, overrides: dict[str, Any] | None = None,
-              dtype=None) -> LoadedModel:
+              dtype=None, layer_spec_transform=None, absent_ok=None) -> LoadedModel:
     """Build the model for the current parallel state (one process if none) and load the weights.
 
     ``path`` is a ``.nemo`` file (plain or gzip tar) or an extracted directory. ``overrides``
     replace config fields before the model is built (a trainer's dropout); ``dtype`` builds the
     parameters in another dtype than the checkpoint's precision (fp32 training on a CPU).
+    ``layer_spec_transform`` goes to ``build_model`` (adapters in the layer specs); weights the
+    checkpoint lacks for which ``absent_ok(key)`` holds keep their built values.
     """
     from sft_model.builder import build_model
     from sft_model.parallel import ensure_parallel_state
@@ -137,9 +158,9 @@ def load_nemo(path: str | Path, *, with_weights: bool = True, overrides: dict[st
             config = config.replace(vocab_size=shapes["embedding.word_embeddings.weight"][0])
         if overrides:
             config = config.replace(**overrides)
-        model = build_model(config, dtype=dtype, init=not with_weights)
+        model = build_model(config, dtype=dtype, init=not with_weights, layer_spec_transform=layer_spec_transform)
         if with_weights:
-            checkpoint.load(model, weights, path)
+            checkpoint.load(model, weights, path, absent_ok=absent_ok)
         tok_dir = tempfile.TemporaryDirectory(prefix="sft-tokenizer-")
         keep.append(tok_dir)
         tokenizer = collect(config.tokenizer, root, Path(tok_dir.name), path)

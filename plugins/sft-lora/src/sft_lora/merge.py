@@ -1,0 +1,91 @@
+"""``sft merge-lora BASE.nemo ADAPTER.nemo OUT.nemo``: W += B·A·alpha/adapter_dim, at any TP.
+
+The reference's merge script omitted alpha/dim (right only when alpha == adapter_dim). Under
+torchrun each tensor-parallel rank folds its own shard (the split factor is gathered), and the
+result is a full ``.nemo`` loadable at any TP/PP like any other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sft_lora.config import parse
+from sft_lora.method import adapt_layer_spec, is_adapter_key
+
+
+class MergeError(click.ClickException):
+    """One-line error for the CLI."""
+
+
+def adapter_settings(adapter_path: str | Path):
+    from sft_model import read_config
+
+    config = read_config(adapter_path)
+    peft = config.extra.get("peft") or {}
+    if peft.get("peft_scheme") != "lora":
+        raise MergeError(f"{adapter_path}: not a LoRA adapter .nemo (its model_config.yaml has peft_scheme "
+                         f"{peft.get('peft_scheme', 'none')!r})")
+    return config, parse(peft.get("lora_tuning"))
+
+
+def load_with_adapter(base_path: str | Path, adapter_path: str | Path, *, dtype=None):
+    """The base model built with the adapter's LoRA layers, base and adapter weights loaded."""
+    from sft_model import load_nemo, load_weights
+
+    config, settings = adapter_settings(adapter_path)
+    loaded = load_nemo(base_path, dtype=dtype, absent_ok=is_adapter_key,
+                       layer_spec_transform=lambda spec, n, cfg: adapt_layer_spec(spec, n, settings, bool(cfg.gated)))
+    load_weights(loaded.model, adapter_path, select=is_adapter_key)
+    return loaded, config
+
+
+def fold(model) -> int:
+    """Fold every LoRA adapter of ``model`` into its base weight; returns how many were folded."""
+    from sft_lora.layers import LoraColumnParallelLinear, LoraRowParallelLinear
+
+    merged = 0
+    for module in model.modules():
+        if isinstance(module, LoraColumnParallelLinear | LoraRowParallelLinear):
+            module.merge()
+            merged += 1
+    return merged
+
+
+def merge_lora(base_path: str | Path, adapter_path: str | Path, out_path: str | Path) -> Path:
+    """Write ``out_path``: the base with the adapter folded in and the adapter's training config
+    (prompt template, data section) with ``peft_scheme: none``."""
+    from sft_model import save_nemo
+
+    loaded, adapter_config = load_with_adapter(base_path, adapter_path)
+    if fold(loaded.model) == 0:
+        raise MergeError(f"{adapter_path}: no LoRA layers matched the base model")
+    extra = dict(adapter_config.extra)
+    extra["peft"] = {"peft_scheme": "none", "merged_lora": dict(extra.get("peft") or {})}
+    config = adapter_config.replace(extra=extra)
+    return save_nemo(out_path, loaded.model, config, loaded.tokenizer, select=lambda key: not is_adapter_key(key))
+
+
+@click.command("merge-lora")
+@click.argument("base", type=click.Path(exists=True, dir_okay=True))
+@click.argument("adapter", type=click.Path(exists=True, dir_okay=True))
+@click.argument("out", type=click.Path())
+def merge_lora_command(base: str, adapter: str, out: str) -> None:
+    """Fold a LoRA ADAPTER .nemo into its BASE .nemo (W += B·A·alpha/adapter_dim); write OUT.
+
+    Run it under torchrun with several processes to merge at tensor parallelism > 1
+    (set SFT_MERGE_TP; default: all processes).
+    """
+    import os
+
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        from sft_model.parallel import initialize
+
+        initialize(int(os.environ.get("SFT_MERGE_TP", world)))
+    path = merge_lora(base, adapter, out)
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        click.echo(f"wrote {path}")
