@@ -24,6 +24,9 @@ def sft_register_dataset_formats(register: Register) -> None:
     A format has a ``name`` (what ``--format`` accepts), ``detect(record) -> bool`` used by
     ``--format auto`` on the first record, and ``parse(record, options)`` returning a
     ``PromptResponse`` or a ``Conversation``, raising ``RecordError`` with a reason for bad records.
+    A format for files other than JSON Lines also defines ``read(path)`` yielding
+    ``sft_data.records.Record`` (path, line, fields) or ``RecordProblem``; it is used when
+    ``--format`` names that format.
     """
 
 

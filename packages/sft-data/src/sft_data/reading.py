@@ -25,7 +25,7 @@ class FileSamples:
 
 
 class SampleReader:
-    """Builds samples from JSONL files with one tokenizer and config."""
+    """Builds samples from data files (JSON Lines, or a format's own reader) with one tokenizer and config."""
 
     def __init__(self, config: DataConfig, tokenizer: Tokenizer, registries: DataRegistries | None = None):
         self.config = config
@@ -42,6 +42,19 @@ class SampleReader:
             self._builders[fmt.name] = SampleBuilder(self.config, self.tokenizer, fmt, self.registries)
         return self._builders[fmt.name]
 
+    def records(self, path: str | Path) -> Iterator[Record | RecordProblem]:
+        """The records of one file: JSON Lines, unless ``--format`` names a format with its own reader.
+
+        A format may define ``read(path)`` yielding ``Record`` (with its line number) or
+        ``RecordProblem`` items, e.g. for CSV; ``auto`` always reads JSON Lines, because detection
+        looks at a parsed record and so cannot choose how the file is parsed.
+        """
+        if self.config.format != "auto":
+            own_reader = getattr(self.registries.formats.get(self.config.format), "read", None)
+            if own_reader is not None:
+                return own_reader(path)
+        return read_records(path)
+
     def read(
         self, path: str | Path, info: FileSamples | None = None, on_record: Callable[[], None] | None = None
     ) -> Iterator[tuple[Record, BuiltSample]]:
@@ -51,7 +64,7 @@ class SampleReader:
         """
         info = info if info is not None else FileSamples(str(path))
         builder: SampleBuilder | None = None
-        for item in read_records(path):
+        for item in self.records(path):
             if on_record:
                 on_record()
             if isinstance(item, RecordProblem):

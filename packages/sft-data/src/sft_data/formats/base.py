@@ -11,7 +11,12 @@ from sft_data.types import Parsed
 
 
 class DatasetFormat(Protocol):
-    """Registered through ``sft_register_dataset_formats``."""
+    """Registered through ``sft_register_dataset_formats``.
+
+    Optionally a format also defines ``read(path) -> Iterator[Record | RecordProblem]`` to read
+    files that are not JSON Lines (CSV, Parquet...); it is used when ``--format`` names the format.
+    Each ``Record`` carries its file and line so that problems are still reported as file:line.
+    """
 
     name: str
     description: str
