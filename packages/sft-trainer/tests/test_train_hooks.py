@@ -14,30 +14,14 @@ REPO = Path(__file__).resolve().parents[3]
 hookimpl = pluggy.HookimplMarker("sft")
 
 
-@pytest.fixture(scope="module")
-def nemo(tmp_path_factory):
-    from sft_data import load_tokenizer
-    from sft_data.tokenizers.training import train_sentencepiece
-    from sft_model.init import init_nemo
-
-    root = tmp_path_factory.mktemp("hooks")
-    tok = train_sentencepiece([REPO / "examples/data/corpus.txt"], root / "tok.model", vocab_size=600)
-    return init_nemo("llama", tok, load_tokenizer(tok).vocab_size, root / "tiny.nemo", num_layers=2, hidden_size=64,
-                     num_attention_heads=4, num_query_groups=2, ffn_hidden_size=128, encoder_seq_length=64)
+@pytest.fixture
+def nemo(tiny_nemo):
+    return tiny_nemo
 
 
-def config(nemo, run_dir, *overrides):
-    from sft_trainer.config.loading import build_config
-
-    return build_config({}, [
-        f"model.restore_from_path={nemo}", f"exp_manager.explicit_log_dir={run_dir}",
-        f"model.data.train_ds.file_path={REPO / 'examples/data/train.jsonl'}",
-        f"model.data.validation_ds.file_path={REPO / 'examples/data/val.jsonl'}",
-        "model.data.train_ds.max_seq_length=64", "model.data.validation_ds.max_seq_length=64",
-        "trainer.precision=32", "model.micro_batch_size=4", "model.global_batch_size=8", "trainer.sft.max_steps=4",
-        "trainer.sft.val_check_interval=2", "trainer.sft.limit_val_batches=1", "model.optim.lr=2e-3",
-        "model.optim.sched.warmup_steps=0", "model.optim.sched.constant_steps=0", *overrides,
-    ])
+@pytest.fixture
+def config(train_config):
+    return train_config
 
 
 class Recorder:
@@ -123,7 +107,7 @@ def plugin_manager(*plugins):
     return pm
 
 
-def test_loggers_events_and_a_broken_logger(nemo, tmp_path, capsys):
+def test_loggers_events_and_a_broken_logger(nemo, tmp_path, capsys, config):
     from sft_trainer.run import train
 
     recorder = Recorder()
@@ -139,7 +123,7 @@ def test_loggers_events_and_a_broken_logger(nemo, tmp_path, capsys):
     assert [x["step"] for x in lines if "train/loss" in x] == [1, 2, 3, 4]
 
 
-def test_peft_method_trains_only_what_it_leaves_trainable(nemo, tmp_path, capsys):
+def test_peft_method_trains_only_what_it_leaves_trainable(nemo, tmp_path, capsys, config):
     from sft_model import load_nemo
     from sft_trainer.run import train
 
@@ -152,7 +136,7 @@ def test_peft_method_trains_only_what_it_leaves_trainable(nemo, tmp_path, capsys
     assert changed == ["decoder.final_layernorm.weight"]
 
 
-def test_unknown_peft_scheme_names_the_registered_ones(nemo, tmp_path):
+def test_unknown_peft_scheme_names_the_registered_ones(nemo, tmp_path, config):
     from sft_data.errors import SftError
     from sft_trainer.run import train
 
@@ -160,7 +144,7 @@ def test_unknown_peft_scheme_names_the_registered_ones(nemo, tmp_path):
         train(config(nemo, tmp_path / "run", "model.peft.peft_scheme=lora"), plugin_manager(PeftPlugin()))
 
 
-def test_early_stopping(nemo, tmp_path):
+def test_early_stopping(nemo, tmp_path, config):
     from sft_trainer.run import train
 
     cfg = config(nemo, tmp_path / "run", "trainer.sft.max_steps=20", "trainer.sft.val_check_interval=1",
@@ -172,7 +156,7 @@ def test_early_stopping(nemo, tmp_path):
     assert result.state.extra["stopped"] == "early_stopping"
 
 
-def test_prepared_packed_directory_is_used_as_is(nemo, tmp_path):
+def test_prepared_packed_directory_is_used_as_is(nemo, tmp_path, config):
     """A directory from `sft prepare --pack-size` trains as it is; checkpoints carry the config."""
     from sft_data import DataConfig, load_tokenizer, prepare
     from sft_model import load_nemo
@@ -211,7 +195,7 @@ class NanForOneStep:
                 self.param.copy_(self.saved)
 
 
-def test_skip_nonfinite_steps_skips_the_update_and_goes_on(nemo, tmp_path):
+def test_skip_nonfinite_steps_skips_the_update_and_goes_on(nemo, tmp_path, config):
     from sft_trainer.run import train
 
     result = train(config(nemo, tmp_path / "run", "trainer.sft.skip_nonfinite_steps=true"),

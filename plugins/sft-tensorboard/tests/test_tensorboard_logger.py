@@ -12,35 +12,21 @@ import pytest
 REPO = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture(scope="module")
-def nemo(tmp_path_factory):
-    from sft_data import load_tokenizer
-    from sft_data.tokenizers.training import train_sentencepiece
-    from sft_model.init import init_nemo
-
-    root = tmp_path_factory.mktemp("tb")
-    tok = train_sentencepiece([REPO / "examples/data/corpus.txt"], root / "tok.model", vocab_size=600)
-    return init_nemo("llama", tok, load_tokenizer(tok).vocab_size, root / "tiny.nemo", num_layers=2, hidden_size=64,
-                     num_attention_heads=4, num_query_groups=2, ffn_hidden_size=64, encoder_seq_length=64)
+@pytest.fixture
+def nemo(tiny_nemo):
+    return tiny_nemo
 
 
-def config(nemo, run_dir, *overrides):
-    from sft_trainer.config.loading import build_config
-
-    return build_config({}, [
-        f"model.restore_from_path={nemo}", f"exp_manager.explicit_log_dir={run_dir}",
-        f"model.data.train_ds.file_path={REPO / 'examples/data/train.jsonl'}",
-        f"model.data.validation_ds.file_path={REPO / 'examples/data/val.jsonl'}",
-        "model.data.train_ds.max_seq_length=64", "model.data.validation_ds.max_seq_length=64",
-        "trainer.precision=32", "model.micro_batch_size=4", "model.global_batch_size=4", "trainer.sft.max_steps=2",
-        "trainer.sft.val_check_interval=2", "trainer.sft.limit_val_batches=1",
-        "exp_manager.create_checkpoint_callback=false", "model.optim.sched.warmup_steps=0",
-        "model.optim.sched.constant_steps=0",
-        "exp_manager.checkpoint_callback_params.save_nemo_on_train_end=false", *overrides,
-    ])
+@pytest.fixture
+def config(train_config):
+    """A two-step run without checkpoints or a final .nemo."""
+    return lambda nemo, run_dir, *overrides: train_config(
+        nemo, run_dir, "model.global_batch_size=4", "trainer.sft.max_steps=2",
+        "exp_manager.create_checkpoint_callback=false",
+        "exp_manager.checkpoint_callback_params.save_nemo_on_train_end=false", *overrides)
 
 
-def test_a_run_writes_every_metric_and_the_config(nemo, tmp_path):
+def test_a_run_writes_every_metric_and_the_config(nemo, tmp_path, config):
     from sft_trainer.loggers.jsonl import read_metrics
     from sft_trainer.plugins import get_plugin_manager
     from sft_trainer.run import train
@@ -64,7 +50,7 @@ def test_a_run_writes_every_metric_and_the_config(nemo, tmp_path):
     assert config_json["trainer"]["sft"]["max_steps"] == 2
 
 
-def test_selection_by_config_and_by_sft_disable_plugins(nemo, tmp_path):
+def test_selection_by_config_and_by_sft_disable_plugins(nemo, tmp_path, config):
     from sft_data.registry import collect
     from sft_tensorboard import TensorBoardLoggerFactory
     from sft_trainer.loggers.base import RunInfo
@@ -77,7 +63,7 @@ def test_selection_by_config_and_by_sft_disable_plugins(nemo, tmp_path):
     assert "tensorboard" not in names and {"jsonl", "console"} <= names
 
 
-def test_missing_tensorboard_package_is_one_line_naming_the_plugin(nemo, tmp_path, monkeypatch):
+def test_missing_tensorboard_package_is_one_line_naming_the_plugin(nemo, tmp_path, monkeypatch, config):
     from sft_tensorboard import MissingDependencyError, TensorBoardLoggerFactory
     from sft_trainer.loggers.base import RunInfo
 
