@@ -6,6 +6,8 @@ TP=1 trains in this process; TP=2 runs `sft train` under torchrun (two processes
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import socket
@@ -65,7 +67,11 @@ def tp1(nemo, tp2_launched, tmp_path_factory):  # the TP=2 run starts first and 
 
     run_dir = tmp_path_factory.mktemp("tp1") / "run"
     cfg = build_config({}, [f"model.restore_from_path={nemo}", f"exp_manager.explicit_log_dir={run_dir}", *SETTINGS])
-    return train(cfg, get_plugin_manager())
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        result = train(cfg, get_plugin_manager())
+    result.stdout = out.getvalue()
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -88,13 +94,17 @@ def tp2_launched(nemo, tmp_path_factory):
 @pytest.fixture(scope="module")
 def tp2(tp2_launched):
     proc, run_dir = tp2_launched
-    _, stderr = proc.communicate(timeout=300)
+    stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr[-3000:]
-    return run_dir
+    return run_dir, stdout
 
 
 def test_tp2_lora_losses_match_tp1(tp1, tp2):
+    tp2, tp2_stdout = tp2
     want, got = losses(tp1.run_dir), losses(tp2)
+    # the whole model's trainable count, not rank 0's share of the sharded A/B matrices
+    count = [line for line in tp2_stdout.splitlines() if line.startswith("PEFT lora:")]
+    assert count and count[0] in tp1.stdout
     assert sorted(got) == sorted(want) == list(range(1, STEPS + 1))
     for step in want:
         assert abs(got[step] - want[step]) <= 1e-4, (step, got[step], want[step])
@@ -102,6 +112,7 @@ def test_tp2_lora_losses_match_tp1(tp1, tp2):
 
 
 def test_tp2_adapter_merges_at_tp1(nemo, tp1, tp2, tmp_path):
+    tp2, _ = tp2
     from sft_lora.merge import load_with_adapter, merge_lora
     from sft_model import compute_logits, load_nemo
 

@@ -62,3 +62,27 @@ def broadcast_object(value, src: int = 0):
     box = [value]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def trainable_parameter_count(model_chunks) -> int:
+    """Trainable parameters of the whole model, counted on every rank alike.
+
+    Tensor-parallel shards (``tensor_model_parallel`` set by megatron's parallel layers) are summed
+    over the tensor-parallel group; replicated ones (norms) count once; pipeline stages are summed.
+    """
+    from megatron.core import parallel_state as ps
+
+    sharded = replicated = 0
+    for chunk in model_chunks:
+        for param in chunk.parameters():
+            if not param.requires_grad:
+                continue
+            if getattr(param, "tensor_model_parallel", False):
+                sharded += param.numel()
+            else:
+                replicated += param.numel()
+    counts = torch.tensor([sharded, 0], dtype=torch.int64)
+    dist.all_reduce(counts, group=ps.get_tensor_model_parallel_group())
+    counts[1] = replicated
+    dist.all_reduce(counts, group=ps.get_pipeline_model_parallel_group())
+    return int(counts.sum())

@@ -16,7 +16,7 @@ from sft_trainer.config.loading import dump_config
 from sft_trainer.config.schema import TrainConfig
 from sft_trainer.config.structured import to_dict
 from sft_trainer.data import BatchPlan, BatchSource, data_config, resolve_dataset
-from sft_trainer.distributed import Topology, barrier, setup
+from sft_trainer.distributed import Topology, barrier, setup, trainable_parameter_count
 from sft_trainer.events import Events
 from sft_trainer.loggers.base import LoggerSet, RunInfo
 from sft_trainer.loop import Loop
@@ -79,7 +79,8 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
     base = load_base_model(m.restore_from_path, registries, dtype=dtype, dropout=(m.hidden_dropout, m.attention_dropout),
                            peft=peft)
     if peft is not None:
-        trainable = peft.method.apply(base.chunks, m.peft, base.config)
+        peft.method.apply(base.chunks, m.peft, base.config)
+        trainable = trainable_parameter_count(base.chunks)  # the method's own count is this rank's share
         if topo.is_main:
             print(f"PEFT {m.peft.peft_scheme}: {trainable:,} trainable parameters")
     use_distributed_optimizer = False  # see README: per-rank optimizer state keeps resume exact and simple
