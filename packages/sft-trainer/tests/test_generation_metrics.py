@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from .test_train_hooks import REPO, config, hookimpl, nemo, plugin_manager  # noqa: F401  (nemo is a fixture)
+from .test_train_hooks import REPO, hookimpl, plugin_manager
 
 NUM_SAMPLES = 4
 
@@ -51,7 +51,8 @@ class MetricPlugin:
         register(self.metric)
 
 
-def test_inference_metrics_are_logged_and_the_nemo_prompts_match(nemo, tmp_path):  # noqa: F811
+def test_inference_metrics_are_logged_and_the_nemo_prompts_match(tiny_nemo, train_config, tmp_path):
+    nemo, config = tiny_nemo, train_config
     from sft_trainer.loggers.jsonl import read_metrics
     from sft_trainer.run import train
 
