@@ -19,16 +19,9 @@ LORA = ["model.peft.peft_scheme=lora", "model.peft.lora_tuning.target_modules=[a
 
 
 @pytest.fixture(scope="module")
-def nemo(tmp_path_factory):
-    from sft_data import load_tokenizer
-    from sft_data.tokenizers.training import train_sentencepiece
-    from sft_model.init import init_nemo
-
-    root = tmp_path_factory.mktemp("lora")
-    tok = train_sentencepiece([REPO / "examples/data/corpus.txt"], root / "tok.model", vocab_size=600)
-    return init_nemo("llama", tok, load_tokenizer(tok).vocab_size, root / "tiny.nemo", num_layers=2, hidden_size=64,
-                     num_attention_heads=4, num_query_groups=2, ffn_hidden_size=128, encoder_seq_length=64)
-
+def nemo(tiny_nemo) -> Path:
+    """The shared tiny Llama (4 heads, 2 query groups: both split evenly over TP=2)."""
+    return tiny_nemo
 
 def config(nemo, run_dir, *overrides):
     from sft_trainer.config.loading import build_config

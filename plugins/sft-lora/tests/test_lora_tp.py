@@ -36,17 +36,9 @@ SETTINGS = [
 
 
 @pytest.fixture(scope="module")
-def nemo(tmp_path_factory) -> Path:
-    from sft_data import load_tokenizer
-    from sft_data.tokenizers.training import train_sentencepiece
-    from sft_model.init import init_nemo
-
-    root = tmp_path_factory.mktemp("lora-tp")
-    tok = train_sentencepiece([REPO / "examples/data/corpus.txt"], root / "tok.model", vocab_size=600)
-    # 4 heads, 2 query groups: both split evenly over TP=2
-    return init_nemo("llama", tok, load_tokenizer(tok).vocab_size, root / "tiny.nemo", num_layers=2, hidden_size=64,
-                     num_attention_heads=4, num_query_groups=2, ffn_hidden_size=128, encoder_seq_length=64)
-
+def nemo(tiny_nemo) -> Path:
+    """The shared tiny Llama (4 heads, 2 query groups: both split evenly over TP=2)."""
+    return tiny_nemo
 
 def losses(run_dir: Path) -> dict[int, float]:
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
