@@ -41,3 +41,12 @@ def train_config():
         ])
 
     return build
+
+
+@pytest.fixture
+def short_train_config(train_config):
+    """``short_train_config(nemo, run_dir, *overrides)``: two steps, no checkpoints, no final .nemo."""
+    return lambda nemo, run_dir, *overrides: train_config(
+        nemo, run_dir, "model.global_batch_size=4", "trainer.sft.max_steps=2",
+        "exp_manager.create_checkpoint_callback=false",
+        "exp_manager.checkpoint_callback_params.save_nemo_on_train_end=false", *overrides)

@@ -35,3 +35,14 @@ def tok_model(tmp_path_factory) -> Path:
     return train_sentencepiece(
         [REPO / "examples" / "data" / "corpus.txt"], tmp_path_factory.mktemp("tok") / "tok.model", vocab_size=800
     )
+
+
+@pytest.fixture(scope="session")
+def tiny(cli, tok_model, tmp_path_factory) -> Path:
+    """A 2-layer, 64-wide Llama made by `sft init` (sequence length 128) with ``tok_model`` embedded."""
+    out = tmp_path_factory.mktemp("model") / "tiny.nemo"
+    result = CliRunner().invoke(cli, ["init", "--family", "llama", "--tokenizer", str(tok_model), "--output", str(out),
+                                      "--num-layers", "2", "--hidden-size", "64", "--seq-length", "128"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out

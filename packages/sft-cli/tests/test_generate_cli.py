@@ -4,20 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-
-@pytest.fixture(scope="module")
-def tiny(cli, tok_model, tmp_path_factory):
-    from click.testing import CliRunner
-
-    out = tmp_path_factory.mktemp("gen") / "tiny.nemo"
-    result = CliRunner().invoke(cli, ["init", "--family", "llama", "--tokenizer", str(tok_model), "--output", str(out),
-                                      "--num-layers", "2", "--hidden-size", "64", "--seq-length", "64"],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return out
-
 
 def test_prompt_input_and_usage_errors(run, tiny, tmp_path):
     one = run("generate", tiny, "--prompt", "What colour is snow?", "--max-new-tokens", "5")

@@ -7,18 +7,6 @@ import json
 import pytest
 
 
-@pytest.fixture(scope="module")
-def tiny(cli, tok_model, tmp_path_factory):
-    from click.testing import CliRunner
-
-    out = tmp_path_factory.mktemp("model") / "tiny.nemo"
-    result = CliRunner().invoke(cli, ["init", "--family", "llama", "--tokenizer", str(tok_model), "--output", str(out),
-                                      "--num-layers", "2", "--hidden-size", "64", "--seq-length", "128"],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return out
-
-
 def test_init_and_inspect(run, tiny):
     result = run("inspect", tiny, "--json")
     assert result.exit_code == 0, result.output

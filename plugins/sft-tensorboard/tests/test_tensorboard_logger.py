@@ -18,12 +18,8 @@ def nemo(tiny_nemo):
 
 
 @pytest.fixture
-def config(train_config):
-    """A two-step run without checkpoints or a final .nemo."""
-    return lambda nemo, run_dir, *overrides: train_config(
-        nemo, run_dir, "model.global_batch_size=4", "trainer.sft.max_steps=2",
-        "exp_manager.create_checkpoint_callback=false",
-        "exp_manager.checkpoint_callback_params.save_nemo_on_train_end=false", *overrides)
+def config(short_train_config):
+    return short_train_config
 
 
 def test_a_run_writes_every_metric_and_the_config(nemo, tmp_path, config):
