@@ -66,8 +66,8 @@ def child(mode: str, work: Path, args) -> dict:
     torch.set_num_threads(args.threads)
     # import everything the run needs first: the baseline then holds the libraries, not training
     import megatron.core.models.gpt  # noqa: F401
+    from sft_core import get_plugin_manager
     from sft_trainer.config.loading import build_config
-    from sft_trainer.plugins import get_plugin_manager
     from sft_trainer.run import train
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

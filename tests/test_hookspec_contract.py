@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sft_cli import hookspecs as cli_hookspecs
-from sft_trainer.plugins import HOOKSPECS
+from sft_core.manager import installed_hosts
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_DIRS = [REPO / "tests", *sorted((REPO / "packages").glob("*/tests")), *sorted((REPO / "plugins").glob("*/tests"))]
@@ -14,12 +13,14 @@ TEST_DIRS = [REPO / "tests", *sorted((REPO / "packages").glob("*/tests")), *sort
 
 def all_hookspecs() -> set[str]:
     names = set()
-    for module in (*HOOKSPECS, cli_hookspecs):
+    for module in installed_hosts():
         names |= {name for name in vars(module) if name.startswith("sft_") and callable(getattr(module, name))}
     return names
 
 
 def test_there_are_hookspecs():
+    assert [m.__name__ for m in installed_hosts()] == [
+        "sft_data.hookspecs", "sft_model.hookspecs", "sft_trainer.hookspecs", "sft_cli.hookspecs"]
     assert {"sft_register_dataset_formats", "sft_register_commands"} <= all_hookspecs()
 
 

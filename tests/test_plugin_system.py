@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+from importlib import metadata
 
 import pytest
 from click.testing import CliRunner
 from sft_cli.app import create_cli
-from sft_cli.plugins import get_plugin_manager
-from sft_data.errors import PluginError
-from sft_data.plugins import DataRegistries
+from sft_core import PluginError, get_plugin_manager
+from sft_data.registries import DataRegistries
 
 
 @pytest.fixture
@@ -136,7 +136,7 @@ def test_duplicate_names_name_both_plugins(installed_plugins):
     """)
     pm = get_plugin_manager()
     with pytest.raises(PluginError, match=r"dataset format 'messages' is registered by both "
-                                          r"'sft_data.formats.builtin' and 'thirdparty_dup'"):
+                                          r"'thirdparty_dup' and 'sft_data.formats.builtin'"):
         DataRegistries.from_plugin_manager(pm)
 
 
@@ -162,14 +162,16 @@ def test_failing_registration_hook_names_the_plugin(installed_plugins):
         def sft_register_tokenizers(register):
             raise RuntimeError("boom")
     """)
-    with pytest.raises(PluginError, match="plugin 'thirdparty_boom' failed in sft_register_tokenizers: boom"):
+    with pytest.raises(PluginError, match="plugin 'thirdparty_boom' failed in sft_register_tokenizers: RuntimeError: boom"):
         DataRegistries.from_plugin_manager(get_plugin_manager())
 
 
-def test_data_only_manager_works_without_the_other_hosts(installed_plugins):
-    # sft-data used alone: plugins may implement hooks of hosts it does not know (commands here).
-    from sft_data.plugins import get_plugin_manager as data_plugin_manager
+def test_a_manager_with_sft_data_alone_takes_plugins_that_mark_other_hosts_hooks_optional(installed_plugins):
+    from sft_data import hookspecs as data_hookspecs
 
-    installed_plugins("thirdparty_good", GOOD_PLUGIN)
-    registries = DataRegistries.from_plugin_manager(data_plugin_manager())
+    installed_plugins("thirdparty_good", GOOD_PLUGIN.replace("@hookimpl\n    def sft_register_commands",
+                                                             "@hookimpl(optionalhook=True)\n    def sft_register_commands"))
+    # the workspace's own plugins implement trainer hooks; with sft-data alone they are not installed
+    others = [ep.name for ep in metadata.entry_points(group="sft") if not ep.name.startswith("thirdparty_")]
+    registries = DataRegistries.from_plugin_manager(get_plugin_manager(hosts=[data_hookspecs], blocked=others))
     assert "shout" in registries.formats

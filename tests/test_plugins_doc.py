@@ -5,14 +5,13 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from sft_cli import hookspecs as cli_hookspecs
-from sft_trainer.plugins import HOOKSPECS
+from sft_core.manager import installed_hosts
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 
 
 def hookspecs() -> dict[str, object]:
-    return {name: fn for module in (*HOOKSPECS, cli_hookspecs) for name, fn in vars(module).items()
+    return {name: fn for module in installed_hosts() for name, fn in vars(module).items()
             if name.startswith("sft_") and callable(fn)}
 
 

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[3]
 @pytest.fixture(scope="session")
 def cli():
     from sft_cli.app import create_cli
-    from sft_cli.plugins import get_plugin_manager
+    from sft_core import get_plugin_manager
 
     return create_cli(get_plugin_manager())
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from sft_cli.app import create_cli
-from sft_cli.plugins import get_plugin_manager
+from sft_core import get_plugin_manager
 from sft_data.store import PreparedDataset
 
 

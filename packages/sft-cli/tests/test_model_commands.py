@@ -29,9 +29,9 @@ def test_convert_round_trip_and_nemo_as_tokenizer(run, tiny, tmp_path):
 
     assert LlamaForCausalLM.from_pretrained(tmp_path / "hf").config.num_hidden_layers == 2
     # the embedded tokenizer serves wherever a tokenizer is asked for
-    from sft_data.plugins import DataRegistries
+    from sft_core import get_plugin_manager
+    from sft_data.registries import DataRegistries
     from sft_data.tokenizers import load_tokenizer
-    from sft_trainer.plugins import get_plugin_manager
 
     tok = load_tokenizer(tmp_path / "again.nemo", DataRegistries.from_plugin_manager(get_plugin_manager(False)).tokenizers)
     assert tok.kind == "sentencepiece" and tok.vocab_size == 800

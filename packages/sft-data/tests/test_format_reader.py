@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from sft_core import get_plugin_manager
 from sft_data.config import DataConfig
 from sft_data.errors import RecordError, RecordProblem
 from sft_data.hookspecs import hookimpl
-from sft_data.plugins import DataRegistries, get_plugin_manager
 from sft_data.prepare import tokenize_files
 from sft_data.records import Record
+from sft_data.registries import DataRegistries
 from sft_data.types import PromptResponse
 
 

@@ -6,7 +6,7 @@ import pytest
 from sft_data.config import DataConfig
 from sft_data.errors import RecordError, SftError
 from sft_data.formats.detect import detect_format
-from sft_data.plugins import DataRegistries
+from sft_data.registries import DataRegistries
 from sft_data.types import Conversation, PromptResponse, Turn
 
 

@@ -6,7 +6,7 @@ import pytest
 from sft_data.config import DataConfig
 from sft_data.errors import RecordError
 from sft_data.formats.nemo_chat import NemoChatFormat
-from sft_data.plugins import DataRegistries
+from sft_data.registries import DataRegistries
 from sft_data.samples import SampleBuilder
 
 HEADER = [("<extra_id_0>", False), ("System", False), ("\n", False), ("You help.", False), ("\n", False)]

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sft_core import get_plugin_manager
 from sft_data.errors import PluginError, SftError
 from sft_data.hookspecs import hookimpl
 from sft_data.packing import PackingAlgorithm, check_bins, pack_samples, packing_stats
 from sft_data.packing.algorithms import BUILTIN_ALGORITHMS
-from sft_data.plugins import DataRegistries, get_plugin_manager
+from sft_data.registries import DataRegistries
 from sft_data.types import TokenizedSample
 
 ALGORITHMS = {a.name: a for a in BUILTIN_ALGORITHMS}

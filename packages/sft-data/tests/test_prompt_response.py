@@ -6,7 +6,7 @@ import pytest
 from sft_data.config import DataConfig
 from sft_data.errors import SftError
 from sft_data.formats.prompt_response import PromptResponseFormat
-from sft_data.plugins import DataRegistries
+from sft_data.registries import DataRegistries
 from sft_data.samples import SampleBuilder
 
 EOS = 5

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import re
 
-import pluggy
 import pytest
 import torch
+from sft_core import hookimpl
 from sft_model import hookspecs
 from sft_model.errors import FamilyError
 from sft_model.families.base import interleave_qkv, pow2_divisor, split_qkv
 from sft_model.families.registry import get_families
-from sft_model.hookspecs import hookimpl
 
 
 def test_builtin_families_register_through_the_hook():
     families = get_families()
     assert families.names() == ["llama", "gpt2"]
-    assert families.plugin_of("llama") == "sft_model.families.builtin"
+    assert families.entry("llama").plugin == "sft_model.families.builtin"
     assert families.for_hf_config({"model_type": "qwen2"}).name == "llama"
     with pytest.raises(FamilyError, match="did you mean 'llama'"):
         families.get("lama")
@@ -43,11 +42,9 @@ class _Duplicate:
 
 
 def _pm(*plugins):
-    from sft_model.families import builtin
+    from sft_core import get_plugin_manager
 
-    pm = pluggy.PluginManager("sft")
-    pm.add_hookspecs(hookspecs)
-    pm.register(builtin, name="sft_model.families.builtin")
+    pm = get_plugin_manager(load_entrypoints=False, hosts=[hookspecs])
     for i, plugin in enumerate(plugins):
         pm.register(plugin, name=f"third-party-{i}")
     return pm
@@ -56,12 +53,12 @@ def _pm(*plugins):
 def test_a_third_party_family_joins_and_duplicates_are_refused():
     families = get_families(_pm(_ThirdParty()))
     assert families.for_hf_config({"model_type": "falcon"}).name == "falcon"
-    with pytest.raises(FamilyError, match=re.escape("'llama' is registered by both 'sft_model.families.builtin' and 'third-party-0'")):
+    with pytest.raises(FamilyError, match=re.escape("'llama' is registered by both 'third-party-0' and 'sft_model.families.builtin'")):
         get_families(_pm(_Duplicate()))
 
 
 def test_the_application_plugin_manager_carries_the_hook():
-    from sft_trainer.plugins import get_plugin_manager
+    from sft_core import get_plugin_manager
 
     assert "llama" in get_families(get_plugin_manager(load_entrypoints=False)).names()
 

@@ -75,7 +75,7 @@ def test_inference_metrics_are_logged_and_the_nemo_prompts_match(tiny_nemo, trai
     assert validations[1]["validation/answer_chars"] == pytest.approx(mean)
     assert (tmp_path / "run" / "report.png").read_bytes()[:4] == b"\x89PNG"
 
-    from sft_data.plugins import DataRegistries
+    from sft_data.registries import DataRegistries
     from sft_trainer.generation.runner import Generator
     from sft_trainer.generation.validation import prompt_and_reference
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pluggy
 import pytest
 import torch
+from sft_core import hookimpl
 
 REPO = Path(__file__).resolve().parents[3]
-hookimpl = pluggy.HookimplMarker("sft")
 
 
 @pytest.fixture
@@ -28,7 +27,7 @@ class Recorder:
     """A logger plugin that records what it is sent, and a second logger that always fails."""
 
     def __init__(self):
-        self.metrics, self.events = [], []
+        self.metrics, self.events, self.logged = [], [], []
 
     @hookimpl
     def sft_register_loggers(self, register):
@@ -70,6 +69,10 @@ class Recorder:
         self.events.append("closed")
 
     @hookimpl
+    def sft_on_log(self, step, metrics):  # a plugin may log without registering a logger
+        self.logged.append((step, dict(metrics)))
+
+    @hookimpl
     def sft_on_validation_end(self, state, metrics):
         self.events.append(("validation", state.step, metrics["validation/loss"]))
 
@@ -99,7 +102,7 @@ class PeftPlugin:
 
 
 def plugin_manager(*plugins):
-    from sft_trainer.plugins import get_plugin_manager
+    from sft_core import get_plugin_manager
 
     pm = get_plugin_manager(load_entrypoints=False)
     for plugin in plugins:
@@ -115,10 +118,13 @@ def test_loggers_events_and_a_broken_logger(nemo, tmp_path, capsys, config):
     assert result.state.step == 4
     steps = [s for s, m in recorder.metrics if "train/loss" in m]
     assert steps == [1, 2, 3, 4]
+    assert recorder.logged == recorder.metrics
     assert [e[:2] for e in recorder.events if e != "closed"] == [("validation", 2), ("validation", 4), ("end", 4)]
+    assert recorder.events.count("closed") == 1
     assert recorder.run.max_steps == 4
     # the broken logger was reported once and disabled; training went on and metrics.jsonl is complete
-    assert capsys.readouterr().err.count("logger 'broken' failed (ConnectionError: service unreachable)") == 1
+    assert capsys.readouterr().err.count(
+        "plugin 'logger:broken' failed in sft_on_log (ConnectionError: service unreachable); it is disabled") == 1
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines if "train/loss" in x] == [1, 2, 3, 4]
 

@@ -55,7 +55,7 @@ class StopAt:
 
 
 def plugin_manager(*plugins):
-    from sft_trainer.plugins import get_plugin_manager
+    from sft_core import get_plugin_manager
 
     pm = get_plugin_manager()  # sft-lora is found through its entry point
     for plugin in plugins:
@@ -130,7 +130,7 @@ def test_resume_is_exact(nemo, trained, tmp_path):
 def test_merge_lora_folds_alpha_over_dim(nemo, trained, tmp_path):
     from click.testing import CliRunner
     from sft_cli.app import create_cli
-    from sft_cli.plugins import get_plugin_manager
+    from sft_core import get_plugin_manager
     from sft_lora.merge import load_with_adapter
     from sft_model import compute_logits, load_nemo
 

@@ -53,8 +53,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def tp1(nemo, tp2_launched, tmp_path_factory):  # the TP=2 run starts first and overlaps with this one
+    from sft_core import get_plugin_manager
     from sft_trainer.config.loading import build_config
-    from sft_trainer.plugins import get_plugin_manager
     from sft_trainer.run import train
 
     run_dir = tmp_path_factory.mktemp("tp1") / "run"

@@ -23,8 +23,8 @@ def config(short_train_config):
 
 
 def test_a_run_writes_every_metric_and_the_config(nemo, tmp_path, config):
+    from sft_core import get_plugin_manager
     from sft_trainer.loggers.jsonl import read_metrics
-    from sft_trainer.plugins import get_plugin_manager
     from sft_trainer.run import train
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -47,10 +47,9 @@ def test_a_run_writes_every_metric_and_the_config(nemo, tmp_path, config):
 
 
 def test_selection_by_config_and_by_sft_disable_plugins(nemo, tmp_path, config):
-    from sft_data.registry import collect
+    from sft_core import collect, get_plugin_manager
     from sft_tensorboard import TensorBoardLoggerFactory
     from sft_trainer.loggers.base import RunInfo
-    from sft_trainer.plugins import get_plugin_manager
 
     off = config(nemo, tmp_path, "exp_manager.create_tensorboard_logger=false")
     assert TensorBoardLoggerFactory().create(RunInfo(tmp_path, off, 2)) is None

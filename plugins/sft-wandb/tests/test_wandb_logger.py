@@ -51,8 +51,8 @@ def offline_records(path: Path):
 
 
 def test_an_offline_run_holds_every_metric_and_the_config(nemo, tmp_path, monkeypatch, config):
+    from sft_core import get_plugin_manager
     from sft_trainer.loggers.jsonl import read_metrics
-    from sft_trainer.plugins import get_plugin_manager
     from sft_trainer.run import train
 
     monkeypatch.delenv("WANDB_MODE", raising=False)  # offline must be the plugin's default
@@ -85,9 +85,8 @@ def test_an_offline_run_holds_every_metric_and_the_config(nemo, tmp_path, monkey
 
 
 def test_selection_by_config_and_by_sft_disable_plugins(nemo, tmp_path, config):
-    from sft_data.registry import collect
+    from sft_core import collect, get_plugin_manager
     from sft_trainer.loggers.base import RunInfo
-    from sft_trainer.plugins import get_plugin_manager
     from sft_wandb import WandbLoggerFactory
 
     assert WandbLoggerFactory().create(RunInfo(tmp_path, config(nemo, tmp_path), 2)) is None  # off by default

@@ -10,9 +10,8 @@ from importlib import metadata
 
 import click
 import pluggy
-from sft_data.errors import PluginError, SftError
-from sft_data.plugins import DataRegistries
-from sft_model.errors import ModelError
+from sft_core import PluginError, SftError
+from sft_data.registries import DataRegistries
 
 
 @dataclass
@@ -42,7 +41,7 @@ class SftGroup(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
-        except (SftError, ModelError) as exc:
+        except SftError as exc:
             if _debug(ctx):
                 raise
             _fail(str(exc))

@@ -1,12 +1,18 @@
-"""Hooks that sft-cli calls. Plugins implement them with ``HookimplMarker("sft")``."""
+"""Hooks that sft-cli calls. Plugins implement them with ``sft_core.hookimpl``.
+
+sft-core finds this module through sft-cli's ``sft_hosts`` entry point: ``DEFAULT_PLUGINS`` are
+the built-in commands, added through the same hook a third party implements.
+"""
 
 from __future__ import annotations
 
 import click
-import pluggy
+from sft_core import hookimpl, hookspec
 
-hookspec = pluggy.HookspecMarker("sft")
-hookimpl = pluggy.HookimplMarker("sft")
+__all__ = ["DEFAULT_PLUGINS", "LAYER", "hookimpl", "hookspec"]
+
+LAYER = 3
+DEFAULT_PLUGINS: tuple[str, ...] = ("sft_cli.commands.builtin",)
 
 
 @hookspec

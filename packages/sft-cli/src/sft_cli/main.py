@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
-from sft_data.errors import SftError
+from sft_core import SftError
 
 
 def quiet_third_party_noise() -> None:
@@ -22,8 +22,9 @@ def quiet_third_party_noise() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from sft_core import get_plugin_manager
+
     from sft_cli.app import create_cli
-    from sft_cli.plugins import get_plugin_manager
 
     args = sys.argv[1:] if argv is None else argv
     if "--debug" not in args:

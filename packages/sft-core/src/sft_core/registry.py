@@ -37,10 +37,12 @@ class Entry:
 class Registry:
     """Implementations of one kind (dataset formats, chat templates, ...) keyed by name."""
 
-    def __init__(self, kind: str, error: type[SftError] = PluginError):
+    def __init__(self, kind: str, error: type[SftError] = PluginError, lookup_error: type[SftError] = SftError):
         self.kind = kind
         self.error = error
         """What a duplicate or nameless registration raises (a host may use its own subclass)."""
+        self.lookup_error = lookup_error
+        """What an unknown name raises."""
         self._entries: dict[str, Entry] = {}
 
     def add(self, value: Any, plugin: str, name: str | None = None) -> None:
@@ -59,7 +61,7 @@ class Registry:
         try:
             return self._entries[name]
         except KeyError:
-            raise SftError(self.unknown_message(name)) from None
+            raise self.lookup_error(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
         return (f"unknown {self.kind} {name!r}{did_you_mean(name, self._entries)} "

@@ -8,13 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sft_core.errors import PluginError, SftError
 
-class SftError(Exception):
-    """A problem with the user's input or configuration, shown as one line."""
-
-
-class PluginError(SftError):
-    """A plugin could not be loaded or registered something invalid."""
+__all__ = ["InvalidRecordsError", "PluginError", "RecordError", "RecordProblem", "SftError"]
 
 
 class RecordError(SftError):

@@ -1,20 +1,28 @@
-"""Hooks that sft-data calls. Plugins implement them with ``@hookimpl`` (``HookimplMarker("sft")``).
+"""Hooks that sft-data calls. Plugins implement them with ``sft_core.hookimpl``.
 
-All four are registration hooks: they are called once when a registry is built, receive a
-``register`` callback, and return nothing. ``register(obj)`` uses ``obj.name``; a name registered
-twice is an error naming both plugins.
+All four are registration hooks: they are called (through pluggy) when a registry is built, receive
+a ``register`` callback, and return nothing. ``register(obj)`` uses ``obj.name``; a name registered
+twice is an error naming both plugins. Registries keep pluggy's call order: the plugin registered
+last is asked first where order matters (tokenizer loaders, format detection), so a plugin can take
+precedence over a built-in and decline what it does not handle.
+
+sft-core finds this module through sft-data's ``sft_hosts`` entry point: ``DEFAULT_PLUGINS`` are
+sft-data's built-ins, registered like any plugin.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from sft_core import Register, hookimpl, hookspec
 
-import pluggy
+__all__ = ["DEFAULT_PLUGINS", "LAYER", "Register", "hookimpl", "hookspec"]
 
-hookspec = pluggy.HookspecMarker("sft")
-hookimpl = pluggy.HookimplMarker("sft")
-
-Register = Callable[..., None]
+LAYER = 1
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "sft_data.formats.builtin",
+    "sft_data.templates.builtin",
+    "sft_data.tokenizers.builtin",
+    "sft_data.packing.builtin",
+)
 
 
 @hookspec
@@ -22,10 +30,10 @@ def sft_register_dataset_formats(register: Register) -> None:
     """Register record formats (``sft_data.formats.DatasetFormat``).
 
     A format has a ``name`` (what ``--format`` accepts), ``detect(record) -> bool`` used by
-    ``--format auto`` on the first record, and ``parse(record, options)`` returning a
+    ``--format auto`` on the first record (formats asked in pluggy's order, a plugin's first), and ``parse(record, options)`` returning a
     ``PromptResponse`` or a ``Conversation``, raising ``RecordError`` with a reason for bad records.
     A format for files other than JSON Lines also defines ``read(path)`` yielding
-    ``sft_data.records.Record`` (path, line, fields) or ``RecordProblem``; it is used when
+    ``sft_data.records.Record`` (path, line, data) or ``RecordProblem``; it is used when
     ``--format`` names that format.
     """
 
@@ -44,8 +52,9 @@ def sft_register_chat_templates(register: Register) -> None:
 def sft_register_tokenizers(register: Register) -> None:
     """Register tokenizer loaders (``sft_data.tokenizers.TokenizerLoader``).
 
-    A loader has a ``name``, ``can_load(path) -> bool`` and ``load(path) -> Tokenizer``. The first
-    loader (in registration order) that can load a path is used.
+    A loader has a ``name``, ``can_load(path) -> bool`` and ``load(path) -> Tokenizer``. Loaders are
+    asked in pluggy's order (the last registered plugin first; ``tryfirst``/``trylast`` apply) and
+    the first whose ``can_load`` is true loads the path.
     """
 
 

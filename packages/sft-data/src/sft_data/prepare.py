@@ -17,8 +17,8 @@ import numpy as np
 
 from sft_data.config import DataConfig
 from sft_data.errors import InvalidRecordsError, RecordProblem
-from sft_data.plugins import DataRegistries
 from sft_data.reading import FileSamples, SampleReader, count_lines
+from sft_data.registries import DataRegistries
 from sft_data.tokenizers.base import Tokenizer
 from sft_data.types import TokenizedSample
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from sft_data.config import DataConfig
 from sft_data.errors import RecordProblem
-from sft_data.plugins import DataRegistries
 from sft_data.reading import FileSamples, SampleReader
+from sft_data.registries import DataRegistries
 from sft_data.tokenizers.base import Tokenizer
 
 

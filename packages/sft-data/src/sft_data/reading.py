@@ -9,8 +9,8 @@ from pathlib import Path
 from sft_data.config import DataConfig
 from sft_data.errors import RecordError, RecordProblem, SftError
 from sft_data.formats.detect import detect_format
-from sft_data.plugins import DataRegistries
 from sft_data.records import Record, read_records
+from sft_data.registries import DataRegistries
 from sft_data.samples import BuiltSample, SampleBuilder
 from sft_data.tokenizers.base import Tokenizer
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from sft_core import get_plugin_manager
 from sft_data.errors import SftError
-from sft_data.plugins import DataRegistries, get_plugin_manager
+from sft_data.registries import DataRegistries
 from sft_data.tokenizers.huggingface import HuggingFaceTokenizer
 from sft_data.tokenizers.loading import load_tokenizer
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from sft_core import get_plugin_manager
 from sft_data.config import DataConfig
 from sft_data.errors import RecordProblem, SftError
-from sft_data.plugins import DataRegistries, get_plugin_manager
 from sft_data.preview import preview
+from sft_data.registries import DataRegistries
 from sft_data.tokenizers.huggingface import HuggingFaceTokenizer
 
 # A Llama-3-like template without generation markers: spans come from incremental rendering.

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from sft_core import get_plugin_manager
 from sft_data.errors import PluginError, SftError
 from sft_data.hookspecs import hookimpl
-from sft_data.plugins import DataRegistries, get_plugin_manager
+from sft_data.registries import DataRegistries
 from sft_data.templates.jinja import JinjaChatTemplate
 from sft_data.templates.resolve import CHATML_SOURCE, LLAMA3_SOURCE, resolve_chat_template
 from sft_data.tokenizers.huggingface import HuggingFaceTokenizer
@@ -109,5 +110,5 @@ def test_third_party_template_is_found(char_tok):
 def test_a_plugin_cannot_shadow_a_built_in_template():
     pm = get_plugin_manager(load_entrypoints=False)
     pm.register(ClashingPlugin(), name="clash")
-    with pytest.raises(PluginError, match=r"'chatml' is registered by both 'sft_data\.templates\.builtin' and 'clash'"):
+    with pytest.raises(PluginError, match=r"'chatml' is registered by both 'clash' and 'sft_data\.templates\.builtin'"):
         DataRegistries.from_plugin_manager(pm)

@@ -1,13 +1,15 @@
 """Errors raised by sft_model for problems a person can fix (bad file, bad config, bad request).
 
-They derive from ``ModelError`` and carry one-line messages; the CLI prints ``str(error)`` and exits 1.
-sft_model never imports sft_data, so this hierarchy is its own.
+They derive from ``ModelError`` (an ``sft_core.SftError``) and carry one-line messages; the CLI
+prints ``str(error)`` and exits 1.
 """
 
 from __future__ import annotations
 
+from sft_core.errors import SftError
 
-class ModelError(Exception):
+
+class ModelError(SftError):
     """A problem with a model file, a model config or a model request, shown as one line."""
 
 

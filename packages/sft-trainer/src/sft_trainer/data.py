@@ -14,8 +14,8 @@ import torch
 from sft_data.config import DataConfig
 from sft_data.dataset import BinDataset, Collator
 from sft_data.errors import SftError
-from sft_data.plugins import DataRegistries
 from sft_data.prepare import prepare
+from sft_data.registries import DataRegistries
 from sft_data.sampler import GlobalBatchSampler
 from sft_data.store import HEADER, PreparedDataset
 from sft_data.tokenizers.base import Tokenizer

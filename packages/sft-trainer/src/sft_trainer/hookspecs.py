@@ -1,10 +1,13 @@
-"""Hooks that sft-trainer calls. Plugins implement them with ``HookimplMarker("sft")``.
+"""Hooks that sft-trainer calls. Plugins implement them with ``sft_core.hookimpl``.
 
 ``sft_register_loggers``, ``sft_register_peft_methods`` and ``sft_register_metrics`` are
 registration hooks (called once per run with a ``register`` callback). The ``sft_on_*`` event
-hooks are called on global rank 0 with the run's ``TrainState`` (step, epoch, consumed_samples,
-run_dir, config); an exception in one is reported and that plugin's events are disabled for the
-rest of the run.
+hooks are called through pluggy on global rank 0 only, with the run's ``TrainState`` (step, epoch,
+consumed_samples, run_dir); one failure policy covers them all, loggers included: an exception
+in a plugin is reported once by name, that plugin gets no further events, the run goes on.
+
+sft-core finds this module through sft-trainer's ``sft_hosts`` entry point: ``DEFAULT_PLUGINS``
+are sft-trainer's built-ins, registered like any plugin.
 """
 
 from __future__ import annotations
@@ -12,10 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pluggy
+from sft_core import hookimpl, hookspec
 
-hookspec = pluggy.HookspecMarker("sft")
-hookimpl = pluggy.HookimplMarker("sft")
+__all__ = ["DEFAULT_PLUGINS", "LAYER", "hookimpl", "hookspec"]
+
+LAYER = 2
+DEFAULT_PLUGINS: tuple[str, ...] = ("sft_trainer.loggers.builtin", "sft_trainer.nemo_tokenizer",
+                                    "sft_trainer.generation.metrics")
 
 
 @hookspec
@@ -24,7 +30,10 @@ def sft_register_loggers(register: Callable[..., None]) -> None:
     ``factory.create(run: RunInfo) -> Logger | None`` (``run.run_dir``, ``run.config``,
     ``run.max_steps``, ``run.start_step``) returns a logger with
     ``log_metrics(step: int, metrics: dict[str, float])``, ``log_config(config: dict)`` and
-    ``close()``, or None when the config does not enable it."""
+    ``close()``, or None when the config does not enable it. On global rank 0 each logger becomes
+    a plugin named ``logger:<name>`` for the run (``sft_on_train_start`` → ``log_config``,
+    ``sft_on_log`` → ``log_metrics``, ``sft_on_train_end`` → ``close``), under the event hooks'
+    failure policy."""
 
 
 @hookspec
@@ -55,7 +64,13 @@ def sft_on_train_start(state: Any, model: list[Any]) -> None:
 
 @hookspec
 def sft_on_step_end(state: Any, metrics: dict[str, float]) -> None:
-    """An optimizer step finished; ``metrics`` are the ones written to metrics.jsonl."""
+    """An optimizer step finished (every step); ``metrics`` are the step's training metrics."""
+
+
+@hookspec
+def sft_on_log(step: int, metrics: dict[str, float]) -> None:
+    """Metrics are due to be written: a step's training metrics every ``trainer.sft.log_every_n_steps``
+    steps (and the last step), and each validation's. This is what loggers implement."""
 
 
 @hookspec
@@ -70,4 +85,6 @@ def sft_on_save(state: Any, path: str) -> None:
 
 @hookspec
 def sft_on_train_end(state: Any) -> None:
-    """Training finished (also after a SIGTERM stop or early stopping)."""
+    """Training finished, however it ended: ``state.extra.get("stopped")`` is None when it ran to
+    its end, else ``"SIGTERM"``/``"SIGINT"``, ``"early_stopping"`` or ``"error"`` (an exception is
+    on its way to the caller)."""

@@ -6,14 +6,12 @@ import math
 import signal
 import time
 
-from sft_data.errors import SftError
+from sft_core import EventDispatcher, SftError
 
 from sft_trainer.budget import Budget
 from sft_trainer.checkpoint import CheckpointManager, TrainState
 from sft_trainer.data import BatchSource
 from sft_trainer.distributed import Topology
-from sft_trainer.events import Events
-from sft_trainer.loggers.base import LoggerSet
 from sft_trainer.optim import set_lr
 from sft_trainer.schedule import CosineAnnealing
 from sft_trainer.step import evaluate, train_step
@@ -46,11 +44,11 @@ class StopSignal:
 class Loop:
     def __init__(self, *, cfg, topo: Topology, model_chunks, optimizer, train: BatchSource,
                  val: BatchSource | None, budget: Budget, schedule: CosineAnnealing,
-                 checkpoints: CheckpointManager | None, loggers: LoggerSet, events: Events,
+                 checkpoints: CheckpointManager | None, events: EventDispatcher,
                  state: TrainState, use_te: bool, inference=None):
         self.cfg, self.topo, self.chunks, self.optimizer = cfg, topo, model_chunks, optimizer
         self.train, self.val, self.budget, self.schedule = train, val, budget, schedule
-        self.checkpoints, self.loggers, self.events, self.state = checkpoints, loggers, events, state
+        self.checkpoints, self.events, self.state = checkpoints, events, state
         self.use_te = use_te
         self.inference = inference
         """``generation.validation.InferenceEvaluator`` when inference metrics are configured."""
@@ -64,9 +62,8 @@ class Loop:
         metrics = {"validation/loss": loss}
         if self.inference is not None:
             metrics.update(self.inference.evaluate(self.chunks[0]))
-        if self.topo.is_main:
-            self.loggers.log_metrics(self.state.step, metrics)
-        self.events.emit("sft_on_validation_end", state=self.state, metrics=metrics)
+        self.events.call("sft_on_log", step=self.state.step, metrics=metrics)
+        self.events.call("sft_on_validation_end", state=self.state, metrics=metrics)
         return loss
 
     def _improved(self, loss: float) -> bool:
@@ -86,7 +83,7 @@ class Loop:
             return
         sampler = self.train.sampler.state_for(self.state.consumed_samples)
         path = self.checkpoints.save(self.state, self.chunks, self.optimizer, {"step": self.state.step}, sampler)
-        self.events.emit("sft_on_save", state=self.state, path=str(path))
+        self.events.call("sft_on_save", state=self.state, path=str(path))
 
     def step_once(self) -> dict[str, float]:
         start = time.perf_counter()
@@ -115,15 +112,24 @@ class Loop:
         }
 
     def run(self) -> TrainState:
+        self.events.call("sft_on_train_start", state=self.state, model=self.chunks)
+        try:
+            self._steps()
+        except BaseException:
+            self.state.extra["stopped"] = "error"
+            raise
+        finally:
+            self.events.call("sft_on_train_end", state=self.state)
+        return self.state
+
+    def _steps(self) -> None:
         sft = self.cfg.trainer.sft
-        self.events.emit("sft_on_train_start", state=self.state, model=self.chunks)
         with StopSignal() as stop:
             while self.state.step < self.budget.max_steps:
                 metrics = self.step_once()
-                if self.topo.is_main and (self.state.step % sft.log_every_n_steps == 0
-                                          or self.state.step == self.budget.max_steps):
-                    self.loggers.log_metrics(self.state.step, metrics)
-                self.events.emit("sft_on_step_end", state=self.state, metrics=metrics)
+                if self.state.step % sft.log_every_n_steps == 0 or self.state.step == self.budget.max_steps:
+                    self.events.call("sft_on_log", step=self.state.step, metrics=metrics)
+                self.events.call("sft_on_step_end", state=self.state, metrics=metrics)
                 last = self.state.step == self.budget.max_steps
                 validated = self.state.step % self.budget.val_check_interval == 0 or last
                 early_stop = False
@@ -137,9 +143,7 @@ class Loop:
                     self.save()
                 if early_stop:
                     self.state.extra["stopped"] = "early_stopping"
-                    break
+                    return
                 if stop.requested:
                     self.state.extra["stopped"] = stop.requested
-                    break
-        self.events.emit("sft_on_train_end", state=self.state)
-        return self.state
+                    return

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from sft_data.plugins import DataRegistries
+from sft_data.registries import DataRegistries
 from sft_data.tokenizers import load_tokenizer
 from sft_data.tokenizers.base import Tokenizer
 

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pluggy
-from sft_data.errors import SftError
-from sft_data.plugins import DataRegistries
-from sft_data.registry import collect
+from sft_core import EventDispatcher, SftError, collect
+from sft_data.registries import DataRegistries
 
 from sft_trainer.budget import Budget
 from sft_trainer.checkpoint import CheckpointManager, TrainState
@@ -17,8 +16,7 @@ from sft_trainer.config.schema import TrainConfig
 from sft_trainer.config.structured import to_dict
 from sft_trainer.data import BatchPlan, BatchSource, data_config, resolve_dataset
 from sft_trainer.distributed import Topology, barrier, setup, trainable_parameter_count
-from sft_trainer.events import Events
-from sft_trainer.loggers.base import LoggerSet, RunInfo
+from sft_trainer.loggers.base import LoggerPlugin, RunInfo
 from sft_trainer.loop import Loop
 from sft_trainer.model_io import PeftBinding, export_nemo, load_base_model
 from sft_trainer.optim import build_optimizer, training_dtype, wrap_ddp
@@ -57,7 +55,7 @@ def _val_source(dataset, cfg: TrainConfig, topo: Topology, pad_id: int, fixed: i
 def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResult:
     """Fine-tune ``cfg.model.restore_from_path`` on ``cfg.model.data``; resumable, see DESIGN.md."""
     if pm is None:
-        from sft_trainer.plugins import get_plugin_manager
+        from sft_core import get_plugin_manager
 
         pm = get_plugin_manager()
     if not cfg.model.restore_from_path:
@@ -121,32 +119,19 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
             if topo.is_main:
                 print(f"resuming from {latest.name} (step {state.step})")
 
-    loggers = LoggerSet({})
-    if topo.is_main:
-        factories = collect(pm, "sft_register_loggers", "logger")
-        run = RunInfo(run_dir, cfg, budget.max_steps, state.step)
-        made = {}
-        for entry in factories:
-            try:
-                logger = entry.value.create(run)
-            except Exception as exc:  # a logger that cannot start must not stop training
-                print(f"warning: logger {entry.name!r} could not start ({type(exc).__name__}: {exc}); skipped")
-                continue
-            if logger is not None:
-                made[entry.name] = logger
-        loggers = LoggerSet(made)
-        loggers.log_config(to_dict(cfg))
-    events = Events(pm, enabled=topo.is_main)
+    events = EventDispatcher(pm, enabled=topo.is_main)
     from sft_trainer.generation.validation import build_evaluator
 
     inference = build_evaluator(cfg, pm, val_data, tokenizer, registries, topo)
     loop = Loop(cfg=cfg, topo=topo, model_chunks=chunks, optimizer=optimizer, train=train_source, val=val_source,
-                budget=budget, schedule=schedule, checkpoints=checkpoints, loggers=loggers, events=events,
+                budget=budget, schedule=schedule, checkpoints=checkpoints, events=events,
                 state=state, use_te=base.use_te, inference=inference)
+    loggers = _start_loggers(pm, RunInfo(run_dir, cfg, budget.max_steps, state.step)) if topo.is_main else []
     try:
         state = loop.run()
     finally:
-        loggers.close()
+        for logger in loggers:
+            pm.unregister(logger)
     nemo_path = None
     if ckpt_params.save_nemo_on_train_end and state.extra.get("stopped") not in ("SIGTERM", "SIGINT"):
         nemo_path = run_dir / "checkpoints" / FINAL_NEMO
@@ -154,6 +139,23 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
     if topo.is_main:
         _write_report(run_dir)
     return TrainResult(run_dir, state, nemo_path)
+
+
+def _start_loggers(pm: pluggy.PluginManager, run: RunInfo) -> list[LoggerPlugin]:
+    """Each registered logger the config enables, registered as a plugin for this run."""
+    config = to_dict(run.config)
+    started = []
+    for entry in collect(pm, "sft_register_loggers", "logger"):
+        try:
+            logger = entry.value.create(run)
+        except Exception as exc:  # a logger that cannot start must not stop training
+            print(f"warning: logger {entry.name!r} could not start ({type(exc).__name__}: {exc}); skipped")
+            continue
+        if logger is not None:
+            plugin = LoggerPlugin(entry.name, logger, config)
+            pm.register(plugin, name=plugin.name)
+            started.append(plugin)
+    return started
 
 
 def _write_report(run_dir: Path) -> None:

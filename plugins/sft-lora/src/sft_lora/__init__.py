@@ -7,11 +7,9 @@ final ``.nemo`` hold the adapters only. See ``sft_lora.config`` for ``model.peft
 
 from __future__ import annotations
 
-import pluggy
+from sft_core import hookimpl
 
 from sft_lora.method import LoraMethod, is_adapter_key
-
-hookimpl = pluggy.HookimplMarker("sft")
 
 __all__ = ["LoraMethod", "is_adapter_key"]
 

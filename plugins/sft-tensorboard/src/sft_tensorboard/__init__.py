@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pluggy
+from sft_core import hookimpl
 
 from sft_tensorboard.writer import MissingDependencyError, TensorBoardLogger
-
-hookimpl = pluggy.HookimplMarker("sft")
 
 __all__ = ["EVENTS_DIR", "MissingDependencyError", "TensorBoardLogger", "TensorBoardLoggerFactory"]
 

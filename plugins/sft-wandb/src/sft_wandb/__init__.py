@@ -13,9 +13,7 @@ import math
 import os
 from typing import Any
 
-import pluggy
-
-hookimpl = pluggy.HookimplMarker("sft")
+from sft_core import hookimpl
 
 INSTALL_HINT = "install it with `uv pip install wandb` (or `pip install sft-wandb`)"
 # wandb_logger_kwargs keys passed to wandb.init as they are (the reference's WandbLogger accepts them).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sft_cli.hookspecs import hookimpl
+from sft_core import hookimpl
 
 
 @hookimpl

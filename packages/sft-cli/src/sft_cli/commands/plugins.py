@@ -7,15 +7,10 @@ import json
 import click
 from rich.console import Console
 from rich.table import Table
-from sft_trainer.plugins import DEFAULT_PLUGINS
-
-from sft_cli.plugins import CLI_DEFAULT_PLUGINS
 
 
 def describe_plugins(pm, include_builtin: bool, hook: str | None) -> list[dict]:
-    builtin = set(DEFAULT_PLUGINS) | set(CLI_DEFAULT_PLUGINS)
-    versions = {name: dist.version for plugin, dist in pm.list_plugin_distinfo()
-                for name in [pm.get_name(plugin)]}
+    builtin, versions = pm.builtin, pm.versions
     rows = []
     for name, plugin in pm.list_name_plugin():
         if plugin is None:  # blocked

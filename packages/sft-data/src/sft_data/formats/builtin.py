@@ -1,9 +1,10 @@
 """Built-in dataset formats, registered like a plugin's."""
 
+from sft_core import hookimpl
+
 from sft_data.formats.messages import AlpacaFormat, MessagesFormat, ShareGPTFormat
 from sft_data.formats.nemo_chat import NemoChatFormat
 from sft_data.formats.prompt_response import PromptResponseFormat
-from sft_data.hookspecs import hookimpl
 
 
 @hookimpl

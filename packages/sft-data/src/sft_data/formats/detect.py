@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from sft_core import Registry
+
 from sft_data.errors import SftError
-from sft_data.registry import Registry
 
 
 def detect_format(record: dict[str, Any], formats: Registry, location: str) -> Any:

@@ -1,6 +1,7 @@
 """Built-in packing algorithms, registered like a plugin's."""
 
-from sft_data.hookspecs import hookimpl
+from sft_core import hookimpl
+
 from sft_data.packing.algorithms import BUILTIN_ALGORITHMS
 
 

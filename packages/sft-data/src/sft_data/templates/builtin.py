@@ -1,6 +1,7 @@
 """Built-in templates, registered like a plugin's."""
 
-from sft_data.hookspecs import hookimpl
+from sft_core import hookimpl
+
 from sft_data.templates.nemo import NemoChatTemplate
 from sft_data.templates.resolve import chatml_template, llama3_template
 

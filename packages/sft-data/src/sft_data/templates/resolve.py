@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sft_core import Registry
+
 from sft_data.errors import SftError
-from sft_data.registry import Registry
 from sft_data.templates.base import ChatTemplate
 from sft_data.templates.jinja import JinjaChatTemplate
 from sft_data.tokenizers.base import Tokenizer

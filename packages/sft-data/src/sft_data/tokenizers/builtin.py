@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sft_data.hookspecs import hookimpl
+from sft_core import hookimpl
+
 from sft_data.tokenizers.huggingface import HuggingFaceLoader
 from sft_data.tokenizers.sentencepiece import SentencePieceLoader
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sft_core import Registry
+
 from sft_data.errors import SftError
-from sft_data.registry import Registry
 from sft_data.tokenizers.base import Tokenizer
 
 
 def load_tokenizer(path: str | Path, loaders: Registry | None = None) -> Tokenizer:
     """Load ``path`` with the first registered loader that accepts it."""
     if loaders is None:
-        from sft_data.plugins import DataRegistries
+        from sft_data.registries import DataRegistries
 
         loaders = DataRegistries.from_plugin_manager().tokenizers
     path = Path(path)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from sft_core import hookimpl
+
 from sft_model.families.gpt2 import GPT2Family
 from sft_model.families.llama import LlamaFamily
-from sft_model.hookspecs import hookimpl
 
 
 @hookimpl

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from sft_trainer.hookspecs import hookimpl
+from sft_core import hookimpl
 
 
 class ExactMatch:

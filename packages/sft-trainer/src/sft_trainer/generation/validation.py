@@ -70,7 +70,7 @@ class InferenceEvaluator:
 
 def build_evaluator(cfg, pm, dataset, tokenizer: Tokenizer, registries, topo) -> InferenceEvaluator | None:
     """The evaluator for ``cfg.trainer.sft.inference_metrics``, or None when no metric is asked for."""
-    from sft_data.registry import collect
+    from sft_core import collect
 
     from sft_trainer.config.structured import to_dict
 

@@ -1,11 +1,12 @@
-"""The logger contract and a dispatcher that survives a broken logger."""
+"""The logger contract, and loggers as plugins of the run (one event path, one failure policy)."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from sft_core import hookimpl
 
 
 class Logger(Protocol):
@@ -35,29 +36,23 @@ class LoggerFactory(Protocol):
     def create(self, run: RunInfo) -> Logger | None: ...
 
 
-class LoggerSet:
-    """Sends every call to every logger; a logger that raises is reported once and disabled."""
+class LoggerPlugin:
+    """A logger registered as a plugin for one run, so the event hooks' dispatcher (and its
+    failure policy) serves loggers and event plugins alike."""
 
-    def __init__(self, loggers: dict[str, Logger], stream=None):
-        self.loggers = dict(loggers)
-        self.stream = stream or sys.stderr
-        self.disabled: dict[str, str] = {}
+    def __init__(self, name: str, logger: Logger, config: dict[str, Any]):
+        self.name = f"logger:{name}"
+        self.logger = logger
+        self.config = config
 
-    def _each(self, method: str, *args: Any) -> None:
-        for name, logger in list(self.loggers.items()):
-            try:
-                getattr(logger, method)(*args)
-            except Exception as exc:
-                self.disabled[name] = f"{type(exc).__name__}: {exc}"
-                del self.loggers[name]
-                print(f"warning: logger {name!r} failed ({self.disabled[name]}); it is disabled, "
-                      f"training goes on", file=self.stream)
+    @hookimpl
+    def sft_on_train_start(self, state, model) -> None:
+        self.logger.log_config(self.config)
 
-    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
-        self._each("log_metrics", step, metrics)
+    @hookimpl
+    def sft_on_log(self, step: int, metrics: dict[str, float]) -> None:
+        self.logger.log_metrics(step, metrics)
 
-    def log_config(self, config: dict[str, Any]) -> None:
-        self._each("log_config", config)
-
-    def close(self) -> None:
-        self._each("close")
+    @hookimpl
+    def sft_on_train_end(self, state) -> None:
+        self.logger.close()

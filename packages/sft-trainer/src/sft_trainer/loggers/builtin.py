@@ -1,6 +1,7 @@
 """Built-in loggers, registered like a plugin's."""
 
-from sft_trainer.hookspecs import hookimpl
+from sft_core import hookimpl
+
 from sft_trainer.loggers.console import ConsoleLoggerFactory
 from sft_trainer.loggers.jsonl import JsonlLoggerFactory
 
