@@ -1,8 +1,8 @@
 """The example third-party plugin, installed as a user would, is found by `sft` and used.
 
-examples/plugins/sft-example-format is built into a wheel and installed (offline, with its
-dist-info and entry point) into a separate directory; `sft` runs with that directory on
-PYTHONPATH, so the workspace environment itself never depends on the example.
+examples/plugins/sft-example-format is built into a wheel by the workspace's own hatchling and
+installed without an index (with its dist-info and entry point) into a separate directory; `sft`
+runs with that directory on PYTHONPATH, so the workspace environment never depends on the example.
 """
 
 from __future__ import annotations
@@ -35,10 +35,18 @@ def site(tmp_path_factory) -> Path:
     uv = shutil.which("uv")
     assert uv, "uv is needed (the README's set-up installs it)"
     target = tmp_path_factory.mktemp("site")
-    # hatchling builds the wheel from uv's cache; --no-deps: sft-data etc. come from the workspace
+    wheels = tmp_path_factory.mktemp("wheels")
+    # built by the workspace's own hatchling (a dev dependency), so nothing comes from an index or a cache
+    build = subprocess.run(
+        [uv, "build", "--quiet", "--wheel", "--no-build-isolation", "--python", sys.executable,
+         "--out-dir", str(wheels), str(EXAMPLE)], capture_output=True, text=True,
+    )
+    assert build.returncode == 0, build.stderr
+    # --no-deps: sft-data, click and pluggy come from the workspace environment
     install = subprocess.run(
-        [uv, "pip", "install", "--quiet", "--offline", "--no-deps", "--python", sys.executable,
-         "--target", str(target), str(EXAMPLE)], capture_output=True, text=True,
+        [uv, "pip", "install", "--quiet", "--no-index", "--no-deps", "--python", sys.executable,
+         "--target", str(target), *map(str, wheels.glob("sft_example_format-*.whl"))],
+        capture_output=True, text=True,
     )
     assert install.returncode == 0, install.stderr
     return target
