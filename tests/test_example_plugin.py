@@ -109,3 +109,30 @@ def test_the_plugin_command_converts_csv_to_jsonl(site, tmp_path):
     assert [json.loads(line) for line in target.read_text().splitlines()] == [
         {"input": "What is 2+2?", "output": "4"}, {"input": "multi\nline", "output": "ok"},
     ]
+
+
+def test_the_plugin_command_replaces_a_target_only_with_overwrite(site, tmp_path):
+    data = tmp_path / "qa.csv"
+    data.write_text("prompt,response\nWhat is 2+2?,4\n", encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "qa.jsonl"
+    target.write_text('{"input": "earlier", "output": "work"}\n', encoding="utf-8")
+
+    refused = sft(site, "csv-to-jsonl", str(data), str(target))
+    assert refused.returncode == 1
+    assert refused.stderr == f"Error: {target} already exists; pass --overwrite to replace it\n"
+    assert target.read_text() == '{"input": "earlier", "output": "work"}\n'
+
+    # a bad row found with --overwrite: the old file stays as it was, nothing partial beside it
+    data.write_text("prompt,response\nWhat is 2+2?,4\nno answer,\n", encoding="utf-8")
+    failed = sft(site, "csv-to-jsonl", "--overwrite", str(data), str(target))
+    assert failed.returncode == 1 and f"{data}:3: empty response" in failed.stderr
+    assert target.read_text() == '{"input": "earlier", "output": "work"}\n'
+    assert os.listdir(out) == ["qa.jsonl"]
+
+    data.write_text("prompt,response\nWhat is 2+2?,4\n", encoding="utf-8")
+    replaced = sft(site, "csv-to-jsonl", "--overwrite", str(data), str(target))
+    assert replaced.returncode == 0, replaced.stderr
+    assert target.read_text() == '{"input": "What is 2+2?", "output": "4"}\n'
+    assert os.listdir(out) == ["qa.jsonl"]
