@@ -1,8 +1,8 @@
 """The example third-party plugin, installed as a user would, is found by `sft` and used.
 
-examples/plugins/sft-example-format is built into a wheel and installed (offline, with its
-dist-info and entry point) into a separate directory; `sft` runs with that directory on
-PYTHONPATH, so the workspace environment itself never depends on the example.
+examples/plugins/sft-example-format is built into a wheel by the workspace's own hatchling and
+installed without an index (with its dist-info and entry point) into a separate directory; `sft`
+runs with that directory on PYTHONPATH, so the workspace environment never depends on the example.
 """
 
 from __future__ import annotations
@@ -35,10 +35,18 @@ def site(tmp_path_factory) -> Path:
     uv = shutil.which("uv")
     assert uv, "uv is needed (the README's set-up installs it)"
     target = tmp_path_factory.mktemp("site")
-    # hatchling builds the wheel from uv's cache; --no-deps: sft-data etc. come from the workspace
+    wheels = tmp_path_factory.mktemp("wheels")
+    # built by the workspace's own hatchling (a dev dependency), so nothing comes from an index or a cache
+    build = subprocess.run(
+        [uv, "build", "--quiet", "--wheel", "--no-build-isolation", "--python", sys.executable,
+         "--out-dir", str(wheels), str(EXAMPLE)], capture_output=True, text=True,
+    )
+    assert build.returncode == 0, build.stderr
+    # --no-deps: sft-data, click and pluggy come from the workspace environment
     install = subprocess.run(
-        [uv, "pip", "install", "--quiet", "--offline", "--no-deps", "--python", sys.executable,
-         "--target", str(target), str(EXAMPLE)], capture_output=True, text=True,
+        [uv, "pip", "install", "--quiet", "--no-index", "--no-deps", "--python", sys.executable,
+         "--target", str(target), *map(str, wheels.glob("sft_example_format-*.whl"))],
+        capture_output=True, text=True,
     )
     assert install.returncode == 0, install.stderr
     return target
@@ -101,3 +109,30 @@ def test_the_plugin_command_converts_csv_to_jsonl(site, tmp_path):
     assert [json.loads(line) for line in target.read_text().splitlines()] == [
         {"input": "What is 2+2?", "output": "4"}, {"input": "multi\nline", "output": "ok"},
     ]
+
+
+def test_the_plugin_command_replaces_a_target_only_with_overwrite(site, tmp_path):
+    data = tmp_path / "qa.csv"
+    data.write_text("prompt,response\nWhat is 2+2?,4\n", encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "qa.jsonl"
+    target.write_text('{"input": "earlier", "output": "work"}\n', encoding="utf-8")
+
+    refused = sft(site, "csv-to-jsonl", str(data), str(target))
+    assert refused.returncode == 1
+    assert refused.stderr == f"Error: {target} already exists; pass --overwrite to replace it\n"
+    assert target.read_text() == '{"input": "earlier", "output": "work"}\n'
+
+    # a bad row found with --overwrite: the old file stays as it was, nothing partial beside it
+    data.write_text("prompt,response\nWhat is 2+2?,4\nno answer,\n", encoding="utf-8")
+    failed = sft(site, "csv-to-jsonl", "--overwrite", str(data), str(target))
+    assert failed.returncode == 1 and f"{data}:3: empty response" in failed.stderr
+    assert target.read_text() == '{"input": "earlier", "output": "work"}\n'
+    assert os.listdir(out) == ["qa.jsonl"]
+
+    data.write_text("prompt,response\nWhat is 2+2?,4\n", encoding="utf-8")
+    replaced = sft(site, "csv-to-jsonl", "--overwrite", str(data), str(target))
+    assert replaced.returncode == 0, replaced.stderr
+    assert target.read_text() == '{"input": "What is 2+2?", "output": "4"}\n'
+    assert os.listdir(out) == ["qa.jsonl"]

@@ -151,6 +151,47 @@ def test_merge_lora_folds_alpha_over_dim(nemo, trained, tmp_path):
     assert lora["hooks"] == ["sft_register_commands", "sft_register_peft_methods"]
 
 
+def test_merge_lora_replaces_an_existing_output_only_with_overwrite(nemo, trained, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+    from sft_cli.app import create_cli
+    from sft_cli.plugins import get_plugin_manager
+    from sft_model import read_config
+    from sft_model.nemo import archive
+
+    result, _ = trained
+    out = tmp_path / "out" / "merged.nemo"
+    out.parent.mkdir()
+    out.write_bytes(b"an earlier merge")
+    cli = create_cli(get_plugin_manager())
+
+    def merge(*extra):
+        return CliRunner().invoke(cli, ["merge-lora", str(nemo), str(result.nemo_path), str(out), *extra])
+
+    with monkeypatch.context() as m:  # refused before any model is loaded
+        m.setattr("sft_lora.merge.merge_lora", lambda *a: pytest.fail("merge started although OUT exists"))
+        refused = merge()
+    assert refused.exit_code == 1
+    assert refused.stderr == f"Error: {out} already exists; pass --overwrite to replace it\n"
+    assert out.read_bytes() == b"an earlier merge"
+
+    real_write = archive.write
+
+    def write_then_fail(*args):
+        real_write(*args)  # the new .nemo is complete beside OUT...
+        raise OSError("No space left on device (injected)")  # ...and then the disk fills up
+
+    with monkeypatch.context() as m:
+        m.setattr(archive, "write", write_then_fail)
+        failed = merge("--overwrite")
+    assert failed.exit_code == 1 and "(injected)" in failed.stderr
+    assert out.read_bytes() == b"an earlier merge" and sorted(p.name for p in out.parent.iterdir()) == [out.name]
+
+    replaced = merge("--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    assert read_config(out).extra["peft"]["peft_scheme"] == "none"
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]
+
+
 def test_bad_lora_settings_name_the_key():
     from sft_lora.config import LoraConfigError, parse
 

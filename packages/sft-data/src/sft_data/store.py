@@ -101,7 +101,8 @@ def write_prepared(
     _write_atomically(target, arrays, full_header)
 
 
-def _is_dataset(path: Path) -> bool:
+def is_prepared_dataset(path: Path) -> bool:
+    """Whether ``path`` is a directory holding a prepared dataset's header."""
     try:
         return json.loads((path / HEADER).read_text()).get("format") == FORMAT
     except (OSError, ValueError, AttributeError):
@@ -111,7 +112,7 @@ def _is_dataset(path: Path) -> bool:
 def _check_target(target: Path) -> None:
     if target.exists() and not target.is_dir():
         raise SftError(f"{target} exists and is not a directory; refusing to overwrite it")
-    if target.is_dir() and any(target.iterdir()) and not _is_dataset(target):
+    if target.is_dir() and any(target.iterdir()) and not is_prepared_dataset(target):
         raise SftError(f"{target} exists and is not a prepared dataset; refusing to overwrite it")
 
 

@@ -70,8 +70,10 @@ def merge_lora(base_path: str | Path, adapter_path: str | Path, out_path: str | 
 @click.command("merge-lora")
 @click.argument("base", type=click.Path(exists=True, dir_okay=True))
 @click.argument("adapter", type=click.Path(exists=True, dir_okay=True))
-@click.argument("out", type=click.Path())
-def merge_lora_command(base: str, adapter: str, out: str) -> None:
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--overwrite", is_flag=True,
+              help="Replace OUT if it exists (the new one is written beside it and swapped in only when complete).")
+def merge_lora_command(base: str, adapter: str, out: str, overwrite: bool) -> None:
     """Fold a LoRA ADAPTER .nemo into its BASE .nemo (W += B·A·alpha/adapter_dim); write OUT.
 
     Run it under torchrun with several processes to merge at tensor parallelism > 1
@@ -79,13 +81,19 @@ def merge_lora_command(base: str, adapter: str, out: str) -> None:
     """
     import os
 
-    import torch.distributed as dist
+    # merge-lora runs only inside the sft CLI (this module is loaded by its command hook)
+    from sft_cli.outputs import check_free, replacing
 
+    check_free(out, overwrite)  # every rank, before any model is loaded
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
         from sft_model.parallel import initialize
 
         initialize(int(os.environ.get("SFT_MERGE_TP", world)))
-    path = merge_lora(base, adapter, out)
-    if not dist.is_initialized() or dist.get_rank() == 0:
-        click.echo(f"wrote {path}")
+    if int(os.environ.get("RANK", "0")) != 0:
+        # other ranks write only their weight shards, into rank 0's staging directory beside OUT
+        merge_lora(base, adapter, out)
+        return
+    with replacing(out, overwrite) as tmp:
+        merge_lora(base, adapter, tmp)
+    click.echo(f"wrote {out}")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from sft_cli.outputs import overwrite_option, replacing
 from sft_cli.progress import progress_bar
 
 
@@ -17,24 +18,32 @@ def convert_group() -> None:
 @convert_group.command("hf-to-nemo")
 @click.argument("hf_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
+@overwrite_option("OUTPUT")
 @click.pass_obj
-def hf_to_nemo_command(app, hf_dir: Path, output: Path) -> None:
+def hf_to_nemo_command(app, hf_dir: Path, output: Path, overwrite: bool) -> None:
     """Convert HF_DIR (config.json, safetensors, tokenizer files) into OUTPUT.nemo, tokenizer embedded."""
-    from sft_model.hf.convert import hf_to_nemo
+    with replacing(output, overwrite) as tmp:
+        from sft_model.hf.convert import hf_to_nemo
 
-    with progress_bar("converting tensors") as progress:
-        path = hf_to_nemo(hf_dir, output, pm=app.pm, progress=progress)
-    click.echo(f"wrote {path}")
+        with progress_bar("converting tensors") as progress:
+            hf_to_nemo(hf_dir, tmp, pm=app.pm, progress=progress)
+    click.echo(f"wrote {output}")
 
 
 @convert_group.command("nemo-to-hf")
 @click.argument("nemo", type=click.Path(exists=True, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@overwrite_option("OUT_DIR (an HF model directory)")
 @click.pass_obj
-def nemo_to_hf_command(app, nemo: Path, out_dir: Path) -> None:
+def nemo_to_hf_command(app, nemo: Path, out_dir: Path, overwrite: bool) -> None:
     """Convert NEMO (.nemo file or extracted directory) into an HF directory loadable by transformers."""
-    from sft_model.hf.convert import nemo_to_hf
+    with replacing(out_dir, overwrite, replaceable=_is_hf_dir, what="an HF model directory (no config.json)") as tmp:
+        from sft_model.hf.convert import nemo_to_hf
 
-    with progress_bar("converting tensors") as progress:
-        path = nemo_to_hf(nemo, out_dir, pm=app.pm, progress=progress)
-    click.echo(f"wrote {path}")
+        with progress_bar("converting tensors") as progress:
+            nemo_to_hf(nemo, tmp, pm=app.pm, progress=progress)
+    click.echo(f"wrote {out_dir}")
+
+
+def _is_hf_dir(path: Path) -> bool:
+    return (path / "config.json").is_file()

@@ -8,10 +8,13 @@ answers, prints the exact-match rate; ``--chat`` is an interactive conversation 
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
 from sft_data.errors import RecordError, RecordProblem, SftError
+
+from sft_cli.outputs import overwrite_option, replacing
 
 
 def _params(max_new_tokens, temperature, top_k, top_p, repetition_penalty, greedy):
@@ -32,6 +35,7 @@ def _params(max_new_tokens, temperature, top_k, top_p, repetition_penalty, greed
               help="JSONL in a training format (prompt-response, NeMo chat, messages, ...).")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help="With --input: write answers here (JSONL) instead of stdout.")
+@overwrite_option()
 @click.option("--chat", is_flag=True, help="Interactive multi-turn conversation (empty line or Ctrl-D ends).")
 @click.option("--max-new-tokens", default=128, show_default=True, type=click.IntRange(min=1))
 @click.option("--temperature", type=float, help="Sample with this temperature (default: greedy).")
@@ -45,22 +49,23 @@ def _params(max_new_tokens, temperature, top_k, top_p, repetition_penalty, greed
               help="Prompts per forward pass with --input.")
 @click.pass_obj
 def generate_command(app, model, prompt, input_path, output, chat, max_new_tokens, temperature, top_k, top_p,
-                     repetition_penalty, seed, stop, greedy, batch_size) -> None:
+                     repetition_penalty, seed, stop, greedy, batch_size, overwrite) -> None:
     """Generate answers with MODEL (.nemo), using the prompt or chat template stored in it."""
     if sum(x is not None and x is not False for x in (prompt, input_path, chat)) != 1:
         raise click.UsageError("give exactly one of --prompt, --input or --chat")
     if output is not None and input_path is None:
         raise click.UsageError("--output goes with --input")
     params = _params(max_new_tokens, temperature, top_k, top_p, repetition_penalty, greedy)
-    from sft_trainer.generation.runner import Generator
+    with replacing(output, overwrite) if output else nullcontext() as tmp:
+        from sft_trainer.generation.runner import Generator
 
-    gen = Generator(model, app.data, extra_stop=stop)
-    if prompt is not None:
-        _stream(gen, gen.prompts.from_text(prompt), params, seed)
-    elif chat:
-        _chat(gen, params, seed)
-    else:
-        _batch(gen, input_path, output, params, seed, batch_size)
+        gen = Generator(model, app.data, extra_stop=stop)
+        if prompt is not None:
+            _stream(gen, gen.prompts.from_text(prompt), params, seed)
+        elif chat:
+            _chat(gen, params, seed)
+        else:
+            _batch(gen, input_path, tmp, params, seed, batch_size)
 
 
 def _stream(gen, prompt, params, seed) -> str:

@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 from sft_data.tokenizers import load_tokenizer
 
+from sft_cli.outputs import overwrite_option, replacing
+
 SIZE_OPTIONS = (
     ("--num-layers", "num_layers", "Transformer layers."),
     ("--hidden-size", "hidden_size", "Model width."),
@@ -28,10 +30,11 @@ def _size_options(func):
 @click.option("--tokenizer", "tokenizer_path", required=True, type=click.Path(exists=True, path_type=Path),
               help="SentencePiece .model, HF tokenizer.json (or its directory), or a .nemo.")
 @click.option("--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="M.nemo to write.")
+@overwrite_option()
 @_size_options
 @click.option("--seed", type=int, default=1234, show_default=True, help="Random seed of the initial weights.")
 @click.pass_obj
-def init_command(app, family, tokenizer_path, output, seed, **sizes) -> None:
+def init_command(app, family, tokenizer_path, output, seed, overwrite, **sizes) -> None:
     """Write a randomly initialised model of FAMILY with the tokenizer embedded (2 layers, width 64 by default)."""
     from sft_model.families.registry import get_families
     from sft_model.init import init_nemo
@@ -40,8 +43,9 @@ def init_command(app, family, tokenizer_path, output, seed, **sizes) -> None:
     get_families(app.pm).get(family)  # an unknown family fails before megatron-core is imported
     if sizes.get("encoder_seq_length"):
         sizes["max_position_embeddings"] = sizes["encoder_seq_length"]
-    tok = load_tokenizer(tokenizer_path, app.data.tokenizers)
-    files = TokenizerFiles(tok.kind if tok.kind in ("sentencepiece", "huggingface") else "sentencepiece",
-                           [Path(p) for p in tok.files()])
-    path = init_nemo(family, files, tok.vocab_size, output, seed=seed, pm=app.pm, **sizes)
-    click.echo(f"wrote {path} ({family}, vocab {tok.vocab_size}, tokenizer {tok.kind})")
+    with replacing(output, overwrite) as tmp:
+        tok = load_tokenizer(tokenizer_path, app.data.tokenizers)
+        files = TokenizerFiles(tok.kind if tok.kind in ("sentencepiece", "huggingface") else "sentencepiece",
+                               [Path(p) for p in tok.files()])
+        init_nemo(family, files, tok.vocab_size, tmp, seed=seed, pm=app.pm, **sizes)
+    click.echo(f"wrote {output} ({family}, vocab {tok.vocab_size}, tokenizer {tok.kind})")

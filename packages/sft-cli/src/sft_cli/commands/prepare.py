@@ -8,9 +8,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 from sft_data.prepare import STATS_FILE, prepare
+from sft_data.store import is_prepared_dataset
 from sft_data.tokenizers import load_tokenizer
 
 from sft_cli.data_options import build_config, data_options, split_inputs
+from sft_cli.outputs import overwrite_option, replacing
 from sft_cli.progress import progress_bar
 
 
@@ -33,6 +35,7 @@ def summary_table(stats: dict) -> Table:
 @data_options
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Directory to write the prepared dataset and stats.json to.")
+@overwrite_option("--output (a prepared dataset)")
 @click.option("--pack-size", type=click.IntRange(min=2), help="Pack samples into bins of this many tokens.")
 @click.option("--packing-algorithm", default="first_fit_shuffle", show_default=True,
               help="first_fit_shuffle, first_fit_decreasing, best_fit_decreasing, or a plugin's.")
@@ -41,7 +44,7 @@ def summary_table(stats: dict) -> Table:
 @click.pass_obj
 def prepare_command(app, tokenizer_path, fmt, prompt_template, label_key, chat_template, max_seq_length,
                     answer_only_loss, overrides_and_inputs, output, pack_size, packing_algorithm, seed,
-                    skip_invalid) -> None:
+                    skip_invalid, overwrite) -> None:
     """Validate and tokenize INPUT.jsonl files (optionally packing them) into --output.
 
     Every invalid record is reported as file:line: reason. Data settings can be overridden as
@@ -52,9 +55,10 @@ def prepare_command(app, tokenizer_path, fmt, prompt_template, label_key, chat_t
                           chat_template=chat_template, max_seq_length=max_seq_length,
                           answer_only_loss=answer_only_loss, pack_size=pack_size,
                           packing_algorithm=packing_algorithm, seed=seed, skip_invalid=skip_invalid or None)
-    tokenizer = load_tokenizer(tokenizer_path, app.data.tokenizers)
-    with progress_bar("tokenizing") as update:
-        result = prepare(inputs, tokenizer, config, output, app.data, progress=update)
+    with replacing(output, overwrite, replaceable=is_prepared_dataset, what="a prepared dataset") as tmp:
+        tokenizer = load_tokenizer(tokenizer_path, app.data.tokenizers)
+        with progress_bar("tokenizing") as update:
+            result = prepare(inputs, tokenizer, config, tmp, app.data, progress=update)
     console = Console(stderr=True)
     for path, name in result.stats["formats"].items():
         if config.format == "auto":
