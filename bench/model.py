@@ -38,7 +38,8 @@ def main() -> None:
     family = get_families().for_hf_config(hf_cfg.to_dict())
     cfg = family.config_from_hf(hf_cfg.to_dict()).replace(precision="32")
     ensure_parallel_state()
-    ours = build_model(cfg, init=False)
+    handle = build_model(cfg, init=False)
+    ours = handle.module
     state = hf.state_dict()
     assign(ours, family.hf_to_canonical(cfg, state.__getitem__, set(state)))
     ours.train()
@@ -67,7 +68,7 @@ def main() -> None:
         return args.steps * ids.numel() / (time.perf_counter() - start)
 
     with torch.no_grad():  # same model, same numbers: check before timing
-        diff = (sft_model.compute_logits(ours, ids[:1, :64]) - hf(ids[:1, :64]).logits).abs().max().item()
+        diff = (sft_model.compute_logits(handle, ids[:1, :64]) - hf(ids[:1, :64]).logits).abs().max().item()
     results = {}
     for name, step in (("transformers", step_hf), ("sft", step_ours), ("transformers_again", step_hf)):
         results[name] = tokens_per_s(step)

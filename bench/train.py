@@ -69,7 +69,7 @@ def bench_sft(cfg, source_path: Path, gbs: int, mbs: int, steps: int, topo) -> d
     from sft_trainer.step import train_step
 
     torch.manual_seed(0)
-    chunks = wrap_ddp([build_model(cfg, dtype=torch.float32)], use_distributed_optimizer=False)
+    chunks = wrap_ddp(build_model(cfg, dtype=torch.float32).chunks, use_distributed_optimizer=False)
     train_cfg = build_config({}, ["model.optim.lr=1e-4", "trainer.precision=32"])
     optimizer = build_optimizer(chunks, train_cfg, torch.float32, False)
     source = BatchSource(PreparedDataset(source_path), BatchPlan(gbs, mbs, 1), seed=0, dp_rank=0, shuffle=True,
@@ -157,7 +157,7 @@ def main() -> None:
         ours = bench_sft(cfg, padded_dir, args.gbs, args.mbs, args.steps, topo)
         theirs = bench_transformers(cfg, padded_dir, args.gbs, args.mbs, args.steps)
         packed = bench_sft(cfg, packed_dir, packed_gbs, 1, args.steps, topo)
-    params = sum(p.numel() for p in __import__("sft_model.builder", fromlist=["x"]).build_model(cfg).parameters())
+    params = sum(p.numel() for p in __import__("sft_model.builder", fromlist=["x"]).build_model(cfg).module.parameters())
     print(json.dumps({
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
                     "torch": torch.__version__, "cores": os.cpu_count()},

@@ -1,6 +1,7 @@
-"""sft-data installs and prepares data on its own: no torch, no megatron-core, no other sft package.
+"""sft-data installs and prepares data on its own: no torch, no megatron-core, no sft package but
+sft-core (the plugin machinery, pluggy only).
 
-Nothing comes from an index, a cache or the network: the sft-data wheel is built with the workspace's
+Nothing comes from an index, a cache or the network: the sft-core and sft-data wheels are built with the workspace's
 own hatchling, and its locked runtime dependencies are the very distributions `uv sync` installed in
 the workspace environment, exposed to a fresh venv through a directory of symlinks (only their
 RECORD files) and a `.pth` file. So the fresh venv sees exactly sft-data's declared dependencies.
@@ -26,7 +27,9 @@ SCRIPT = textwrap.dedent("""
 
     assert importlib.util.find_spec("torch") is None, "torch must not be installed"
     assert importlib.util.find_spec("megatron") is None, "megatron-core must not be installed"
-    assert importlib.util.find_spec("sft_model") is None
+    assert importlib.util.find_spec("sft_model") is None and importlib.util.find_spec("sft_trainer") is None
+    from sft_core.manager import installed_hosts
+    assert [host.__name__ for host in installed_hosts()] == ["sft_data.hookspecs"]
     # every runtime requirement sft-data declares is present (the extra `torch` excepted)
     for req in importlib.metadata.requires("sft-data"):
         if "extra ==" not in req:
@@ -79,14 +82,15 @@ def test_sft_data_installs_alone_and_prepares(tmp_path):
     Path(site, "sft_data_deps.pth").write_text(f"{deps}\n", encoding="utf-8")
 
     wheels = tmp_path / "wheels"
-    build = subprocess.run(
-        [uv, "build", "--quiet", "--wheel", "--no-build-isolation", "--python", sys.executable,
-         "--out-dir", str(wheels), str(REPO / "packages" / "sft-data")], capture_output=True, text=True,
-    )
-    assert build.returncode == 0, build.stderr
+    for package in ("sft-core", "sft-data"):  # sft-core is a workspace member: built, not linked
+        build = subprocess.run(
+            [uv, "build", "--quiet", "--wheel", "--no-build-isolation", "--python", sys.executable,
+             "--out-dir", str(wheels), str(REPO / "packages" / package)], capture_output=True, text=True,
+        )
+        assert build.returncode == 0, build.stderr
     install = subprocess.run(
         [uv, "pip", "install", "--quiet", "--no-index", "--no-deps", "--python", str(python),
-         *map(str, wheels.glob("sft_data-*.whl"))], capture_output=True, text=True,
+         *map(str, wheels.glob("sft_*.whl"))], capture_output=True, text=True,
     )
     assert install.returncode == 0, install.stderr
     run = subprocess.run(

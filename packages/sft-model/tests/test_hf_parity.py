@@ -56,17 +56,17 @@ def test_sharded_checkpoint_and_padded_vocabulary(megatron, tmp_path, token_ids)
     padded = sft_model.build_model(cfg)
     from sft_model.weights import assign, canonical_tensors
 
-    assign(padded, ((n, t.detach()) for n, t in canonical_tensors(loaded.model).items()))
-    assert padded.embedding.word_embeddings.weight.shape[0] == 128
+    assign(padded.module, ((n, t.detach()) for n, t in canonical_tensors(loaded.model).items()))
+    assert padded.padded_vocab_size == 128 and padded.module.embedding.word_embeddings.weight.shape[0] == 128
     with torch.no_grad():
-        padded.embedding.word_embeddings.weight[VOCAB:] = 5.0  # even large padded rows must not matter
-        padded.output_layer.weight[VOCAB:] = 5.0
+        padded.module.embedding.word_embeddings.weight[VOCAB:] = 5.0  # even large padded rows must not matter
+        padded.module.output_layer.weight[VOCAB:] = 5.0
         expected = hf(token_ids).logits
     ours = sft_model.compute_logits(padded, token_ids)
     assert (ours - expected).abs().max().item() <= 1e-4
     labels = token_ids.roll(-1, 1)
     position_ids = torch.arange(token_ids.shape[1]).expand_as(token_ids)
-    loss = padded(token_ids, position_ids, None, labels=labels)  # megatron's own vocab-parallel loss
+    loss = padded.module(token_ids, position_ids, None, labels=labels)  # megatron's own vocab-parallel loss
     ref = torch.nn.functional.cross_entropy(expected.reshape(-1, VOCAB), labels.reshape(-1), reduction="none")
     assert (loss.reshape(-1) - ref).abs().max().item() <= 1e-4
 

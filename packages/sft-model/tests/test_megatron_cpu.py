@@ -95,7 +95,7 @@ def test_schedule_ddp_optimizer_and_grad_norm_run_on_cpu(megatron):
 
     torch.manual_seed(0)
     cfg = init_config("llama", 90)
-    model = build_model(cfg)
+    model = build_model(cfg).module
     ddp = DistributedDataParallel(model.config, DistributedDataParallelConfig(), model)
     opt = get_megatron_optimizer(OptimizerConfig(optimizer="adam", lr=1e-3, bf16=False, fp16=False), [ddp])
     ids = torch.randint(0, 90, (2, 16))
@@ -124,7 +124,7 @@ def test_static_inference_kv_cache_allocates_on_cpu_and_needs_the_shim(megatron)
     from sft_model.init import init_config
 
     torch.manual_seed(0)
-    model = build_model(init_config("llama", 90)).eval()
+    model = build_model(init_config("llama", 90)).module.eval()
     ids = torch.randint(0, 90, (2, 6))
     with torch.no_grad():
         context = StaticInferenceContext(2, 8)

@@ -16,7 +16,7 @@ def model(request, megatron):
 
     torch.manual_seed(3)
     cfg = init_config(request.param, 90, num_layers=2, hidden_size=64, encoder_seq_length=64)
-    return build_model(cfg).eval()
+    return build_model(cfg).module.eval()
 
 
 def test_packed_row_loss_equals_separate_runs(model):

@@ -29,7 +29,7 @@ def model(world):
     torch.manual_seed(0)
     cfg = ModelConfig(num_layers=2, hidden_size=64, num_attention_heads=4, num_query_groups=2, ffn_hidden_size=128,
                       encoder_seq_length=128, vocab_size=VOCAB, make_vocab_size_divisible_by=64, precision="32")
-    return wrap_ddp([build_model(cfg, dtype=torch.float32)], use_distributed_optimizer=False)
+    return wrap_ddp(build_model(cfg, dtype=torch.float32).chunks, use_distributed_optimizer=False)
 
 
 class NoOptimizer:

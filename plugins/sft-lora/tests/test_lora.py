@@ -154,7 +154,7 @@ def test_merge_lora_folds_alpha_over_dim(nemo, trained, tmp_path):
 def test_merge_lora_replaces_an_existing_output_only_with_overwrite(nemo, trained, tmp_path, monkeypatch):
     from click.testing import CliRunner
     from sft_cli.app import create_cli
-    from sft_cli.plugins import get_plugin_manager
+    from sft_core import get_plugin_manager
     from sft_model import read_config
     from sft_model.nemo import archive
 

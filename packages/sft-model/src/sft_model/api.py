@@ -8,27 +8,28 @@ from sft_model.errors import ModelError
 
 
 @torch.no_grad()
-def compute_logits(loaded, token_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
+def compute_logits(model, token_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
                    attention_mask: torch.Tensor | None = None) -> torch.Tensor:
     """[b, s] token ids → [b, s, vocab] float logits over the real (unpadded) vocabulary.
 
+    ``model`` is a ``LoadedModel`` or a ``ModelHandle``.
     Sets up a one-process parallel state if none exists. Under tensor parallelism every rank gets
     the full logits (the vocabulary shards are gathered); pipeline parallelism is not supported here.
     """
     from megatron.core import parallel_state as ps
     from megatron.core.tensor_parallel import gather_from_tensor_model_parallel_region
 
-    from sft_model.nemo.io import unwrap
+    from sft_model.handle import as_handle
     from sft_model.parallel import ensure_parallel_state
 
     ensure_parallel_state()
     if ps.get_pipeline_model_parallel_world_size() != 1:
         raise ModelError("compute_logits runs without pipeline parallelism (PP=1)")
-    model = unwrap(loaded.model if hasattr(loaded, "model") else loaded)
+    handle = as_handle(model)
+    model, vocab = handle.module, handle.vocab_size
     token_ids = torch.as_tensor(token_ids, dtype=torch.long)
     if token_ids.dim() != 2:
         raise ModelError(f"token_ids must be [batch, seq], got shape {tuple(token_ids.shape)}")
-    vocab = model.sft_vocab_size
     if token_ids.numel() and (token_ids.min() < 0 or token_ids.max() >= vocab):
         raise ModelError(f"token ids must lie in [0, {vocab})")
     device = next(model.parameters()).device

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from sft_model.config import ModelConfig
 from sft_model.errors import ModelConfigError
+from sft_model.handle import ModelHandle
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -103,8 +104,9 @@ def block_spec(cfg: ModelConfig, config, spec, transform):
 
 
 def build_model(cfg: ModelConfig, vocab_size: int | None = None, *, dtype: torch.dtype | None = None,
-                use_te: bool | None = None, init: bool = True, layer_spec_transform=None):
-    """This pipeline stage's ``GPTModel``, randomly initialised unless ``init=False`` (weights follow).
+                use_te: bool | None = None, init: bool = True, layer_spec_transform=None) -> ModelHandle:
+    """This pipeline stage's ``GPTModel`` (in a ``ModelHandle``), randomly initialised unless
+    ``init=False`` (weights follow).
 
     ``layer_spec_transform(spec, layer_number, cfg) -> ModuleSpec`` swaps modules into each layer's
     spec before the model is built (PEFT adapters come in this way, never by patching a model).
@@ -143,9 +145,7 @@ def build_model(cfg: ModelConfig, vocab_size: int | None = None, *, dtype: torch
         first_padded = vocab - ps.get_tensor_model_parallel_rank() * rows
         if first_padded < rows:
             model.output_layer.register_forward_hook(partial(_block_padded_rows, start=max(first_padded, 0)))
-    model.sft_vocab_size = vocab  # real vocabulary, for callers that slice logits
-    model.sft_use_te = use_te
-    return model
+    return ModelHandle(model, cfg, vocab, use_te)
 
 
 def _block_padded_rows(module, args, output, *, start: int):

@@ -40,7 +40,7 @@ class Generation:
     """``stop`` (a stop id or ``stop`` check) or ``length`` (max_new_tokens or the model's limit)."""
 
 
-def _logits(model, tokens, position_ids, mask, context) -> torch.Tensor:
+def _logits(model, vocab: int, tokens, position_ids, mask, context) -> torch.Tensor:
     """Last-position logits [b, vocab] over the real vocabulary (TP shards gathered)."""
     from megatron.core import parallel_state as ps
     from megatron.core.tensor_parallel import gather_from_tensor_model_parallel_region
@@ -48,7 +48,7 @@ def _logits(model, tokens, position_ids, mask, context) -> torch.Tensor:
     logits = model(tokens, position_ids, attention_mask=mask, inference_context=context)[:, -1:]
     if ps.get_tensor_model_parallel_world_size() > 1:
         logits = gather_from_tensor_model_parallel_region(logits)
-    return logits[:, 0, : model.sft_vocab_size].float()
+    return logits[:, 0, :vocab].float()
 
 
 def _blocked(valid: torch.Tensor, queries: int) -> torch.Tensor | None:
@@ -73,42 +73,42 @@ def generate(model, prompts: Sequence[Sequence[int]], params: SamplingParams, *,
              seeds: Sequence[int] | None = None) -> list[Generation]:
     """Continue each prompt until a stop id, ``stop``, ``max_new_tokens`` or the model's length.
 
-    ``model`` is a ``LoadedModel`` or a (possibly DDP-wrapped) GPTModel; pipeline parallelism is not
-    supported. ``seeds`` (one per prompt) make sampling reproducible per prompt, whatever the batch.
+    ``model`` is a ``LoadedModel`` or a ``ModelHandle``; pipeline parallelism is not supported. ``seeds`` (one per prompt) make sampling reproducible per prompt, whatever the batch.
     ``use_cache=False`` recomputes the whole sequence every step (the reference path for tests).
     """
     from megatron.core import parallel_state as ps
 
-    from sft_model.nemo.io import unwrap
+    from sft_model.handle import as_handle
     from sft_model.parallel import ensure_parallel_state
 
     ensure_parallel_state()
     if ps.get_pipeline_model_parallel_world_size() != 1:
         raise ModelError("generation runs without pipeline parallelism (PP=1)")
-    gpt = unwrap(model.model if hasattr(model, "model") else model)
+    handle = as_handle(model)
+    gpt = handle.module
     if not prompts:
         return []
     if any(len(p) == 0 for p in prompts):
         raise ModelError("every prompt needs at least one token")
-    if getattr(gpt, "sft_use_te", False) and len({len(p) for p in prompts}) > 1:
-        return [generate(gpt, [p], params, stop_ids=stop_ids, pad_id=pad_id, use_cache=use_cache, stop=stop,
+    if handle.use_te and len({len(p) for p in prompts}) > 1:
+        return [generate(handle, [p], params, stop_ids=stop_ids, pad_id=pad_id, use_cache=use_cache, stop=stop,
                          on_token=None if on_token is None else (lambda _, t, i=i: on_token(i, t)),
                          seeds=None if seeds is None else [seeds[i]])[0]
                 for i, p in enumerate(prompts)]
     was_training = gpt.training
     gpt.eval()
     try:
-        return _generate(gpt, prompts, params, set(stop_ids), pad_id, use_cache, stop, on_token, seeds)
+        return _generate(gpt, handle.vocab_size, prompts, params, set(stop_ids), pad_id, use_cache, stop, on_token,
+                         seeds)
     finally:
         gpt.train(was_training)
 
 
-def _generate(gpt, prompts, params: SamplingParams, stop_ids: set[int], pad_id: int, use_cache: bool,
+def _generate(gpt, vocab: int, prompts, params: SamplingParams, stop_ids: set[int], pad_id: int, use_cache: bool,
               stop: StopCheck | None, on_token: OnToken | None, seeds) -> list[Generation]:
     from megatron.core.inference.contexts import StaticInferenceContext
 
     device = next(gpt.parameters()).device
-    vocab = gpt.sft_vocab_size
     if any(t < 0 or t >= vocab for p in prompts for t in p):
         raise ModelError(f"prompt token ids must lie in [0, {vocab})")
     b, longest = len(prompts), max(len(p) for p in prompts)
@@ -128,7 +128,7 @@ def _generate(gpt, prompts, params: SamplingParams, stop_ids: set[int], pad_id: 
         generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
 
     context = StaticInferenceContext(b, total) if use_cache else None
-    logits = _logits(gpt, seq[:, :longest], positions[:, :longest], _blocked(valid[:, :longest], longest), context)
+    logits = _logits(gpt, vocab, seq[:, :longest], positions[:, :longest], _blocked(valid[:, :longest], longest), context)
     outputs: list[list[int]] = [[] for _ in prompts]
     reasons: list[str | None] = [None] * b
     for cur in range(longest, total):
@@ -152,9 +152,9 @@ def _generate(gpt, prompts, params: SamplingParams, stop_ids: set[int], pad_id: 
         # Finished rows keep feeding (masked) pads so the batch stays rectangular.
         if context is not None:
             context.sequence_len_offset = cur
-            logits = _logits(gpt, seq[:, cur:cur + 1], positions[:, cur:cur + 1], _blocked(valid[:, :cur + 1], 1),
+            logits = _logits(gpt, vocab, seq[:, cur:cur + 1], positions[:, cur:cur + 1], _blocked(valid[:, :cur + 1], 1),
                              context)
         else:
-            logits = _logits(gpt, seq[:, :cur + 1], positions[:, :cur + 1], _blocked(valid[:, :cur + 1], cur + 1),
+            logits = _logits(gpt, vocab, seq[:, :cur + 1], positions[:, :cur + 1], _blocked(valid[:, :cur + 1], cur + 1),
                              None)
     return [Generation(out, reason or "length") for out, reason in zip(outputs, reasons, strict=True)]

@@ -61,7 +61,7 @@ class Loop:
         self.state.val_loss = loss
         metrics = {"validation/loss": loss}
         if self.inference is not None:
-            metrics.update(self.inference.evaluate(self.chunks[0]))
+            metrics.update(self.inference.evaluate())
         self.events.call("sft_on_log", step=self.state.step, metrics=metrics)
         self.events.call("sft_on_validation_end", state=self.state, metrics=metrics)
         return loss

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +42,24 @@ class PeftBinding:
 
 @dataclass
 class BaseModel:
-    chunks: list
-    """This pipeline stage's GPTModel (one chunk: no virtual pipeline)."""
-    config: Any
-    """sft_model.ModelConfig."""
+    loaded: Any
+    """The ``sft_model.LoadedModel``: this stage's model handle, config and tokenizer files."""
     tokenizer: Tokenizer
-    tokenizer_files: Any
-    """sft_model.TokenizerFiles, embedded again in the exported .nemo."""
-    use_te: bool
-    _keep: list = field(default_factory=list, repr=False)
     peft: PeftBinding | None = None
+
+    @property
+    def chunks(self) -> list:
+        """This pipeline stage's GPTModel (one chunk: no virtual pipeline)."""
+        return self.loaded.handle.chunks
+
+    @property
+    def config(self) -> Any:
+        """sft_model.ModelConfig."""
+        return self.loaded.config
+
+    @property
+    def use_te(self) -> bool:
+        return self.loaded.handle.use_te
 
 
 def load_base_model(path: str, registries: DataRegistries, *, dtype: torch.dtype,
@@ -68,11 +76,10 @@ def load_base_model(path: str, registries: DataRegistries, *, dtype: torch.dtype
     if loaded.tokenizer is None:
         raise SftError(f"{path}: the .nemo carries no tokenizer; convert it with `sft convert` or `sft init`")
     tokenizer = load_tokenizer(loaded.tokenizer.path, registries.tokenizers)
-    if tokenizer.vocab_size > getattr(loaded.model, "sft_vocab_size", tokenizer.vocab_size):
+    if tokenizer.vocab_size > loaded.handle.vocab_size:
         raise SftError(f"{path}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
-                       f"{loaded.model.sft_vocab_size}")
-    return BaseModel([loaded.model], loaded.config, tokenizer, loaded.tokenizer,
-                     bool(getattr(loaded.model, "sft_use_te", False)), loaded._keep, peft)
+                       f"{loaded.handle.vocab_size}")
+    return BaseModel(loaded, tokenizer, peft)
 
 
 def trained_model_config(base: BaseModel, cfg: TrainConfig):
@@ -94,4 +101,4 @@ def export_nemo(path: Path, base: BaseModel, cfg: TrainConfig, topo: Topology) -
     from sft_model import save_nemo
 
     select = base.peft.is_adapter_key if base.peft and base.peft.adapter_only else None
-    return save_nemo(path, base.chunks[0], trained_model_config(base, cfg), base.tokenizer_files, select=select)
+    return save_nemo(path, base.loaded.handle, trained_model_config(base, cfg), base.loaded.tokenizer, select=select)

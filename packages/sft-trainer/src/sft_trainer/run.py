@@ -122,7 +122,7 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
     events = EventDispatcher(pm, enabled=topo.is_main)
     from sft_trainer.generation.validation import build_evaluator
 
-    inference = build_evaluator(cfg, pm, val_data, tokenizer, registries, topo)
+    inference = build_evaluator(cfg, pm, base.loaded.handle, val_data, tokenizer, registries, topo)
     loop = Loop(cfg=cfg, topo=topo, model_chunks=chunks, optimizer=optimizer, train=train_source, val=val_source,
                 budget=budget, schedule=schedule, checkpoints=checkpoints, events=events,
                 state=state, use_te=base.use_te, inference=inference)

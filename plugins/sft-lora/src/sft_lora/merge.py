@@ -64,7 +64,7 @@ def merge_lora(base_path: str | Path, adapter_path: str | Path, out_path: str | 
     extra = dict(adapter_config.extra)
     extra["peft"] = {"peft_scheme": "none", "merged_lora": dict(extra.get("peft") or {})}
     config = adapter_config.replace(extra=extra)
-    return save_nemo(out_path, loaded.model, config, loaded.tokenizer, select=lambda key: not is_adapter_key(key))
+    return save_nemo(out_path, loaded.handle, config, loaded.tokenizer, select=lambda key: not is_adapter_key(key))
 
 
 @click.command("merge-lora")

@@ -62,8 +62,8 @@ def hf_to_nemo(hf_dir: str | Path, out: str | Path, *, pm=None, progress: Progre
             cfg = cfg.replace(precision=PRECISION_OF[first.dtype])
         ensure_parallel_state()
         model = build_model(cfg, init=False)
-        total = len(canonical_tensors(model))
-        assign(model, _counted(family.hf_to_canonical(cfg, reader.get, reader.names()), total, progress))
+        total = len(canonical_tensors(model.module))
+        assign(model.module, _counted(family.hf_to_canonical(cfg, reader.get, reader.names()), total, progress))
         leftover = sorted(n for n in reader.names() - reader.read if not n.endswith(IGNORED_SUFFIXES))
         if cfg.share_embeddings_and_output_weights:
             leftover = [n for n in leftover if n != "lm_head.weight"]

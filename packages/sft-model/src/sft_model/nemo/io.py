@@ -18,6 +18,7 @@ import torch.distributed as dist
 
 from sft_model.config import ModelConfig
 from sft_model.errors import NemoArchiveError
+from sft_model.handle import ModelHandle
 from sft_model.nemo import archive, checkpoint
 from sft_model.nemo.tokenizer import TokenizerFiles, collect, embed
 
@@ -29,10 +30,18 @@ CONFIG_FILE = "model_config.yaml"
 class LoadedModel:
     """What ``load_nemo`` returns: this rank's model, the config, and the tokenizer files (or None)."""
 
-    model: Any
+    handle: ModelHandle
+    """This rank's model and what callers need to know about it."""
     config: ModelConfig
     tokenizer: TokenizerFiles | None
-    _keep: list = field(default_factory=list, repr=False)  # temp dirs that must live as long as this object
+    """The embedded tokenizer, extracted into ``tokenizer_dir``."""
+    tokenizer_dir: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
+    """Holds the extracted tokenizer files; removed when the last reference to it goes."""
+
+    @property
+    def model(self) -> Any:
+        """This pipeline stage's ``GPTModel``."""
+        return self.handle.module
 
 
 def unwrap(model):
@@ -54,9 +63,10 @@ def _shared_staging(out: Path) -> Path:
     return out.parent / name[0]
 
 
-def save_nemo(path: str | Path, model, config: ModelConfig, tokenizer: TokenizerFiles | str | Path | None = None,
+def save_nemo(path: str | Path, model: ModelHandle | Any, config: ModelConfig, tokenizer: TokenizerFiles | str | Path | None = None,
               *, select=None) -> Path:
-    """Write ``path`` (.nemo tar). Every rank calls it; each writes its own weight shards.
+    """Write ``path`` (.nemo tar). Every rank calls it; each writes its own weight shards of ``model``
+    (a ``ModelHandle``, or a GPTModel, possibly DDP-wrapped).
 
     ``select(key)`` keeps only some weights (a PEFT method's adapters: an adapter-only ``.nemo``).
 
@@ -67,7 +77,8 @@ def save_nemo(path: str | Path, model, config: ModelConfig, tokenizer: Tokenizer
 
     ensure_parallel_state()
     out = Path(path)
-    model = unwrap(model)
+    vocab_size = model.vocab_size if isinstance(model, ModelHandle) else None
+    model = model.module if isinstance(model, ModelHandle) else unwrap(model)
     if _rank() == 0:
         out.parent.mkdir(parents=True, exist_ok=True)
     staging = _shared_staging(out)
@@ -79,8 +90,8 @@ def save_nemo(path: str | Path, model, config: ModelConfig, tokenizer: Tokenizer
         _barrier()
         if _rank() == 0:
             cfg = config
-            if cfg.vocab_size is None and getattr(model, "sft_vocab_size", None):
-                cfg = cfg.replace(vocab_size=model.sft_vocab_size)
+            if cfg.vocab_size is None and vocab_size is not None:
+                cfg = cfg.replace(vocab_size=vocab_size)
             if tokenizer is not None:
                 files = tokenizer if isinstance(tokenizer, TokenizerFiles) else TokenizerFiles.from_path(tokenizer)
                 files.config = cfg.tokenizer if files.config.model is None else files.config
@@ -94,8 +105,9 @@ def save_nemo(path: str | Path, model, config: ModelConfig, tokenizer: Tokenizer
     return out
 
 
-def load_weights(model, path: str | Path, *, select=None) -> ModelConfig:
-    """Load (some of) a ``.nemo``'s weights into an already built ``model``; returns its config.
+def load_weights(model: ModelHandle | Any, path: str | Path, *, select=None) -> ModelConfig:
+    """Load (some of) a ``.nemo``'s weights into an already built model (a ``ModelHandle`` or a
+    GPTModel); returns its config.
 
     With ``select`` this reads an adapter-only ``.nemo`` into a model that has the adapters.
     """
@@ -106,7 +118,8 @@ def load_weights(model, path: str | Path, *, select=None) -> ModelConfig:
             archive.extract(path, root)
         if not (root / CONFIG_FILE).is_file():
             raise NemoArchiveError(f"{path}: no {CONFIG_FILE} (not a .nemo archive?)")
-        checkpoint.load(unwrap(model), root / WEIGHTS_DIR, path, select=select)
+        module = model.module if isinstance(model, ModelHandle) else unwrap(model)
+        checkpoint.load(module, root / WEIGHTS_DIR, path, select=select)
         return ModelConfig.from_yaml(root / CONFIG_FILE)
 
 
@@ -137,7 +150,6 @@ def load_nemo(path: str | Path, *, with_weights: bool = True, overrides: dict[st
     path = Path(path)
     if not path.exists():
         raise NemoArchiveError(f"{path}: no such file or directory")
-    keep: list = []
     work = None
     if path.is_dir():
         root = path
@@ -158,13 +170,12 @@ def load_nemo(path: str | Path, *, with_weights: bool = True, overrides: dict[st
             config = config.replace(vocab_size=shapes["embedding.word_embeddings.weight"][0])
         if overrides:
             config = config.replace(**overrides)
-        model = build_model(config, dtype=dtype, init=not with_weights, layer_spec_transform=layer_spec_transform)
+        handle = build_model(config, dtype=dtype, init=not with_weights, layer_spec_transform=layer_spec_transform)
         if with_weights:
-            checkpoint.load(model, weights, path, absent_ok=absent_ok)
+            checkpoint.load(handle.module, weights, path, absent_ok=absent_ok)
         tok_dir = tempfile.TemporaryDirectory(prefix="sft-tokenizer-")
-        keep.append(tok_dir)
         tokenizer = collect(config.tokenizer, root, Path(tok_dir.name), path)
     finally:
         if work is not None:
             work.cleanup()
-    return LoadedModel(model, config, tokenizer, keep)
+    return LoadedModel(handle, config, tokenizer, tok_dir)

@@ -33,10 +33,12 @@ def prompt_and_reference(ids: Sequence[int], mask: Sequence[bool]) -> tuple[list
 class InferenceEvaluator:
     """Answers a fixed set of validation prompts and scores them with the configured metrics."""
 
-    def __init__(self, settings, metrics: Sequence[Any], dataset, tokenizer: Tokenizer, data: dict[str, Any],
+    def __init__(self, model, settings, metrics: Sequence[Any], dataset, tokenizer: Tokenizer, data: dict[str, Any],
                  registries, pipeline_parallel: int):
         from sft_model.sampling import SamplingParams
 
+        self.model = model
+        """The ``sft_model.ModelHandle`` being trained (its parameters are the training ones)."""
         self.settings, self.metrics, self.tokenizer = settings, list(metrics), tokenizer
         self.enabled = pipeline_parallel == 1
         self.params = SamplingParams(max_new_tokens=settings.max_new_tokens)
@@ -54,21 +56,21 @@ class InferenceEvaluator:
             self.prompts.append(prompt)
             self.references.append(cut_at_stop(tokenizer.decode(answer), self.stop_strings)[0])
 
-    def evaluate(self, model) -> dict[str, float]:
+    def evaluate(self) -> dict[str, float]:
         """``{"validation/<metric>": mean score}`` for the current weights (empty when disabled)."""
         if not self.enabled or not self.prompts:
             return {}
         answers = []
         size = self.settings.batch_size
         for start in range(0, len(self.prompts), size):
-            answers += complete(model, self.tokenizer, self.prompts[start:start + size], self.params,
+            answers += complete(self.model, self.tokenizer, self.prompts[start:start + size], self.params,
                                 stop_ids=self.stop_ids, stop_strings=self.stop_strings)
         return {f"validation/{metric.name}": sum(metric.score(a.text, r) for a, r in
                                                  zip(answers, self.references, strict=True)) / len(answers)
                 for metric in self.metrics}
 
 
-def build_evaluator(cfg, pm, dataset, tokenizer: Tokenizer, registries, topo) -> InferenceEvaluator | None:
+def build_evaluator(cfg, pm, model, dataset, tokenizer: Tokenizer, registries, topo) -> InferenceEvaluator | None:
     """The evaluator for ``cfg.trainer.sft.inference_metrics``, or None when no metric is asked for."""
     from sft_core import collect
 
@@ -79,7 +81,7 @@ def build_evaluator(cfg, pm, dataset, tokenizer: Tokenizer, registries, topo) ->
         return None
     registry = collect(pm, "sft_register_metrics", "generation metric")
     metrics = [registry.get(name) for name in settings.metrics]
-    evaluator = InferenceEvaluator(settings, metrics, dataset, tokenizer, to_dict(cfg.model.data), registries,
+    evaluator = InferenceEvaluator(model, settings, metrics, dataset, tokenizer, to_dict(cfg.model.data), registries,
                                    topo.pp_size)
     if not evaluator.enabled and topo.is_main:
         print("warning: trainer.sft.inference_metrics needs pipeline_model_parallel_size 1; skipped")
