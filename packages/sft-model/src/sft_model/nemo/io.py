@@ -19,7 +19,7 @@ import torch.distributed as dist
 
 from sft_model.config import ModelConfig
 from sft_model.errors import NemoArchiveError
-from sft_model.nemo import archive, checkpoint, unpack
+from sft_model.nemo import archive, checkpoint, unpack, untrusted
 from sft_model.nemo.tokenizer import TokenizerFiles, collect, embed, unpacked
 from sft_model.nemo.unpack import CONFIG_FILE, WEIGHTS_DIR
 
@@ -147,6 +147,8 @@ def load_nemo(path: str | Path, *, with_weights: bool = True, overrides: dict[st
     tok_dir = tempfile.TemporaryDirectory(prefix="sft-tokenizer-")
     try:
         config, weights, tokenizer = _open(path, Path(work.name) if with_weights else None, Path(tok_dir.name), limits)
+        if with_weights:  # refuse a hostile checkpoint before building anything (checkpoint.load checks again)
+            untrusted.verify_weights(weights, path)
         ensure_parallel_state()
         if config.vocab_size is None:  # reference files: the embedding's rows are the vocabulary
             meta = unpack.read_metadata(path, limits)
