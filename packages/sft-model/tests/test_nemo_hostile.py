@@ -256,3 +256,13 @@ def test_only_what_the_model_needs_is_extracted(tiny_nemo, tmp_path, monkeypatch
     monkeypatch.setattr(archive.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 1000})())
     _refused(lambda: sft_model.load_nemo(busy), r"refusing to extract \d+ bytes into .*only 1000 bytes are free")
 
+
+
+def test_the_readme_states_the_limits_the_code_applies():
+    from pathlib import Path
+
+    from sft_model.nemo.unpack import LIMITS
+
+    text = " ".join((Path(__file__).resolve().parents[3] / "README.md").read_text().split())
+    assert "treats it as untrusted: every pickled byte" in text
+    assert f"tokenizer files {LIMITS.artifact_bytes >> 30} GiB; at most {LIMITS.members:,} members" in text
