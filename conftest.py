@@ -1,4 +1,4 @@
-"""Fixtures shared by every package's tests: a tiny Llama .nemo and training configs for it."""
+"""Fixtures shared by every package's tests: a tiny Llama .nemo, hostile copies of it, training configs."""
 
 from __future__ import annotations
 
@@ -50,3 +50,108 @@ def short_train_config(train_config):
         nemo, run_dir, "model.global_batch_size=4", "trainer.sft.max_steps=2",
         "exp_manager.create_checkpoint_callback=false",
         "exp_manager.checkpoint_callback_params.save_nemo_on_train_end=false", *overrides)
+
+
+class _Payload:
+    """Unpickling this creates ``path`` (it stands for any code an attacker would run)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+class HostileNemo:
+    """Copies of a real ``.nemo`` changed the way an attacker would, built in a test's tmp_path.
+
+    ``marker`` appears only if a payload is unpickled; ``victim`` (outside every target) only if a
+    path trick writes there. ``directory=True`` gives the edited extracted directory instead of a tar.
+    """
+
+    def __init__(self, source: Path, work: Path):
+        self.source, self.work = source, work
+        self.marker = work / "pwned"
+        self.victim = work / "outside" / "victim.txt"
+        self._count = 0
+
+    def unpacked(self) -> Path:
+        import tarfile
+
+        self._count += 1
+        out = self.work / f"src{self._count}"
+        with tarfile.open(self.source) as tar:
+            tar.extractall(out, filter="data")
+        return out
+
+    def pack(self, src: Path, members: dict[str, bytes] | None = None) -> Path:
+        """``src`` as a plain-tar ``.nemo``, plus ``members`` under names of the attacker's choosing."""
+        import io
+        import tarfile
+
+        out = self.work / f"{src.name}.nemo"
+        with tarfile.open(out, "w:") as tar:
+            tar.add(src, arcname=".")
+            for name, data in (members or {}).items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return out
+
+    @property
+    def payload(self) -> _Payload:
+        return _Payload(str(self.marker))
+
+    def byte_entry(self, entry: str, value, *, directory: bool = False) -> Path:
+        """``torch.save(value)`` appended to the ``.distcp``; every byte entry whose key starts with
+        ``entry`` points at it, in a ``.metadata`` that needs only allow-listed classes."""
+        import io
+        import pickle
+
+        import torch
+        from sft_model.nemo.untrusted import read_metadata
+
+        src = self.unpacked()
+        weights = src / "model_weights"
+        meta = read_metadata((weights / ".metadata").read_bytes(), src)
+        buffer = io.BytesIO()
+        torch.save(value, buffer)
+        data = buffer.getvalue()
+        distcp = weights / "__0_0.distcp"
+        offset = distcp.stat().st_size
+        with open(distcp, "ab") as handle:
+            handle.write(data)
+        hits = [info for index, info in meta.storage_data.items() if index.fqn.startswith(entry)]
+        assert hits, entry
+        for info in hits:
+            info.offset, info.length = offset, len(data)
+        (weights / ".metadata").write_bytes(pickle.dumps(meta))
+        return src if directory else self.pack(src)
+
+    def pickle_payload(self, entry: str, *, directory: bool = False) -> Path:
+        """The attack as reported: ``torch.save([payload])`` behind the byte entries ``entry``."""
+        return self.byte_entry(entry, [self.payload], directory=directory)
+
+    def tokenizer_ref(self, ref: str, *, field: str = "model", member: str | None = None,
+                      directory: bool = False) -> Path:
+        """The config's tokenizer ``field`` set to ``ref``; ``member`` (any name) holds a real tokenizer."""
+        import yaml
+
+        src = self.unpacked()
+        cfg = yaml.safe_load((src / "model_config.yaml").read_text())
+        real = next(src.glob("*_tok.model")).read_bytes()
+        cfg["tokenizer"][field] = [ref] if field == "extra_files" else ref
+        (src / "model_config.yaml").write_text(yaml.safe_dump(cfg))
+        if directory:
+            if member is not None:
+                (src / member).parent.mkdir(parents=True, exist_ok=True)
+                (src / member).write_bytes(real)
+            return src
+        return self.pack(src, {member: real} if member is not None else None)
+
+
+@pytest.fixture
+def hostile_nemo(tiny_nemo, tmp_path) -> HostileNemo:
+    """Builds hostile variants of ``tiny_nemo`` (see ``HostileNemo``)."""
+    (tmp_path / "outside").mkdir()
+    return HostileNemo(tiny_nemo, tmp_path)

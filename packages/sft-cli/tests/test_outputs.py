@@ -7,7 +7,7 @@ import os
 
 import pytest
 from sft_cli.outputs import OutputExistsError, check_free, replacing
-from sft_data.errors import SftError
+from sft_core import SftError
 
 
 def listing(directory) -> list[str]:

@@ -47,7 +47,7 @@ def test_report_png_and_summary(tmp_path):
 
 
 def test_summary_without_validation_and_missing_file(tmp_path):
-    from sft_data.errors import SftError
+    from sft_core import SftError
 
     summary = summarize([{"step": 1, "train/loss": 2.0, "train/trained_tokens": 7, "train/step_time": 0.25}])
     assert (summary.best_val_loss, summary.best_val_step, summary.trained_tokens) == (None, None, 7)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from sft_data.errors import SftError
+from sft_core import SftError
 from sft_trainer.schedule import CosineAnnealing
 
 

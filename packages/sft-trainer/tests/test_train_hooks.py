@@ -143,7 +143,7 @@ def test_peft_method_trains_only_what_it_leaves_trainable(nemo, tmp_path, capsys
 
 
 def test_unknown_peft_scheme_names_the_registered_ones(nemo, tmp_path, config):
-    from sft_data.errors import SftError
+    from sft_core import SftError
     from sft_trainer.run import train
 
     with pytest.raises(SftError, match="unknown PEFT method 'lora'"):

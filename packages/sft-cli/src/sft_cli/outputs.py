@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
-from sft_data.errors import SftError
+from sft_core import SftError
 
 
 class OutputExistsError(SftError):

@@ -19,13 +19,24 @@ stderr = Console(stderr=True)
 
 @contextmanager
 def progress_bar(description: str, total: int | None = None):
-    """Yields ``update(done, total)``; the bar shows count, elapsed time and ETA."""
+    """Yields ``update(done, total)``; the bar shows count, elapsed time and ETA.
+
+    The bar appears at the first update, so work refused before it starts shows only the error.
+    """
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
-    with Progress(*columns, console=stderr, transient=False) as bar:
-        task = bar.add_task(description, total=total)
+    shown: list = []
 
-        def update(done: int, new_total: int | None = None) -> None:
-            bar.update(task, completed=done, total=new_total if new_total is not None else total)
+    def update(done: int, new_total: int | None = None) -> None:
+        if not shown:
+            bar = Progress(*columns, console=stderr, transient=False)
+            bar.start()
+            shown[:] = [bar, bar.add_task(description, total=total)]
+        bar, task = shown
+        bar.update(task, completed=done, total=new_total if new_total is not None else total)
 
+    try:
         yield update
+    finally:
+        if shown:
+            shown[0].stop()

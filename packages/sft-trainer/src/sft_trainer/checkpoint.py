@@ -113,7 +113,7 @@ def load_trainable_state(chunk, state: dict[str, Any]) -> None:
     result = chunk.load_state_dict(state, strict=False)
     missing = set(result.missing_keys) - frozen_parameters(chunk)
     if missing or result.unexpected_keys:
-        from sft_data.errors import SftError
+        from sft_core import SftError
 
         raise SftError(f"checkpoint does not match the model: missing {sorted(missing)[:3]}, "
                        f"unexpected {sorted(result.unexpected_keys)[:3]}")
@@ -183,7 +183,7 @@ class CheckpointManager:
         meta = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
         if (meta["tp_size"], meta["pp_size"], meta["world_size"]) != (
                 self.topo.tp_size, self.topo.pp_size, self.topo.world_size):
-            from sft_data.errors import SftError
+            from sft_core import SftError
 
             raise SftError(f"{path} was saved with TP={meta['tp_size']} PP={meta['pp_size']} on "
                            f"{meta['world_size']} processes; resume with the same layout")

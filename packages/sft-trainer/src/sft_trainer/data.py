@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from sft_core import SftError
 from sft_data.config import DataConfig
 from sft_data.dataset import BinDataset, Collator
-from sft_data.errors import SftError
 from sft_data.prepare import prepare
 from sft_data.registries import DataRegistries
 from sft_data.sampler import GlobalBatchSampler

@@ -66,7 +66,7 @@ def load_base_model(path: str, registries: DataRegistries, *, dtype: torch.dtype
                     dropout: tuple[float, float], peft: PeftBinding | None = None) -> BaseModel:
     """The base .nemo built for this rank; a PEFT method's modules come in through the layer specs,
     and its adapter weights, absent from the base checkpoint, keep their initial values."""
-    from sft_data.errors import SftError
+    from sft_core import SftError
     from sft_model import load_nemo
 
     hidden, attention = dropout

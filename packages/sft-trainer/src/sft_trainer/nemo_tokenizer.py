@@ -9,8 +9,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from sft_core import hookimpl
-from sft_data.errors import SftError
+from sft_core import SftError, hookimpl
 from sft_data.tokenizers.huggingface import HuggingFaceTokenizer
 from sft_data.tokenizers.sentencepiece import SentencePieceTokenizer
 from sft_model.errors import ModelError

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sft_data.errors import SftError
+from sft_core import SftError
 
 from sft_trainer.loggers.jsonl import METRICS_FILE, read_metrics
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sft_data.errors import SftError
+from sft_core import SftError
 
 
 @dataclass(frozen=True)

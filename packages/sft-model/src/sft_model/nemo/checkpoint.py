@@ -1,72 +1,25 @@
 """``model_weights/``: a megatron-core dist checkpoint (torch_dist) with the reference's ``model.`` prefix.
 
 Saving writes this process's shards; loading reshards to whatever TP/PP the model was built
-for. No pickle from a file is executed: PyTorch DCP reads its ``.metadata`` with plain
-``pickle.load``, so we first unpickle it with an allow-list of checkpoint-metadata classes and
-refuse anything else; ``common.pt`` is checked with ``torch.load(weights_only=True)``.
+for. Nothing reaches megatron before ``untrusted.verify_weights`` has put every pickled byte of
+the directory through the one restricted loader (see that module for why it is a gate).
 """
 
 from __future__ import annotations
 
-import io
-import pickle
 from pathlib import Path
 
-import torch
-
 from sft_model.errors import NemoArchiveError
+from sft_model.nemo.untrusted import verify_weights
 
 PREFIX = "model."
-
-# Exactly the globals a torch_dist ``.metadata`` pickle references (no dotted names, no modules).
-_DCP = "torch.distributed.checkpoint."
-_ALLOWED_GLOBALS = {
-    *((_DCP + "metadata", n) for n in ("Metadata", "MetadataIndex", "StorageMeta", "TensorProperties",
-                                      "TensorStorageMetadata", "BytesStorageMetadata", "ChunkStorageMetadata",
-                                      "_MEM_FORMAT_ENCODING")),
-    *((_DCP + "planner", n) for n in ("SavePlan", "WriteItem", "WriteItemType", "TensorWriteData")),
-    (_DCP + "filesystem", "_StorageInfo"),
-    ("torch.serialization", "_get_layout"), ("torch", "Size"), ("collections", "OrderedDict"),
-}
-_TORCH_VALUES = {"float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool",
-                 "strided", "contiguous_format", "preserve_format", "float8_e4m3fn", "float8_e5m2", "complex64"}
+EXTRA_STATE = "._extra_state"
 
 
-class _MetadataUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        allowed = (module, name) in _ALLOWED_GLOBALS or (module == "torch" and name in _TORCH_VALUES)
-        if not allowed:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        return super().find_class(module, name)
-
-
-def check_safe(directory: Path, origin: str | Path) -> None:
-    """Refuse a weights directory whose pickled files reference anything but checkpoint metadata."""
-    directory = Path(directory)
-    if not (directory / "metadata.json").is_file():
-        legacy = [p.name for p in directory.parent.glob("model_weights.ckpt")] + [
-            p.name for p in directory.parent.glob("mp_rank_*")]
-        what = f"legacy weights ({legacy[0]})" if legacy else "no model_weights/metadata.json"
-        raise NemoArchiveError(f"{origin}: {what}; only megatron-core dist checkpoints (torch_dist) are read")
-    for meta in directory.glob("*.metadata"):
-        try:
-            _MetadataUnpickler(io.BytesIO(meta.read_bytes())).load()
-        except Exception as exc:
-            raise NemoArchiveError(f"{origin}: unsafe or corrupt checkpoint metadata {meta.name} ({exc})") from None
-    common = directory / "common.pt"
-    if common.is_file():
-        try:
-            torch.load(common, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise NemoArchiveError(f"{origin}: refusing model_weights/common.pt ({first})") from None
-
-
-def _sharded(model, select) -> dict:
+def _sharded(model, select, *, extra_state: bool = True) -> dict:
     sharded = model.sharded_state_dict(prefix=PREFIX)
-    if select is None:
-        return sharded
-    return {k: v for k, v in sharded.items() if select(k.removeprefix(PREFIX))}
+    return {k: v for k, v in sharded.items()
+            if (select is None or select(k.removeprefix(PREFIX))) and (extra_state or not k.endswith(EXTRA_STATE))}
 
 
 def save(model, directory: Path, select=None) -> None:
@@ -75,11 +28,6 @@ def save(model, directory: Path, select=None) -> None:
     from megatron.core import dist_checkpointing
 
     dist_checkpointing.save(_sharded(model, select), str(directory))
-
-
-def _stored_keys(directory: Path) -> set[str]:
-    meta = _MetadataUnpickler(io.BytesIO((Path(directory) / ".metadata").read_bytes())).load()
-    return set(meta.state_dict_metadata)
 
 
 def _stored(key: str, stored: set[str]) -> bool:
@@ -97,10 +45,12 @@ def load(model, directory: Path, origin: str | Path, *, select=None, absent_ok=N
     from megatron.core.dist_checkpointing.core import CheckpointingException
     from torch.distributed.checkpoint.api import CheckpointException
 
-    check_safe(directory, origin)
-    sharded = _sharded(model, select)
+    meta = verify_weights(directory, origin)
+    # Extra state is not loaded: megatron's local layers ignore it, sft never trains in FP8 (the
+    # only state Transformer Engine keeps there), and TE's set_extra_state unpickles it unrestricted.
+    sharded = _sharded(model, select, extra_state=False)
     if absent_ok is not None:
-        stored = _stored_keys(directory)
+        stored = set(meta.state_dict_metadata)
         sharded = {k: v for k, v in sharded.items()
                    if not absent_ok(k.removeprefix(PREFIX)) or _stored(getattr(v, "key", k), stored)}
     wanted = {k.removeprefix(PREFIX) for k in sharded}
@@ -120,7 +70,10 @@ def global_shapes(directory: Path) -> dict[str, tuple[int, ...]]:
 
     megatron's ``load_tensors_metadata`` fails on this torch (TensorProperties gained ``strides``).
     """
-    check_safe(directory, directory)
-    meta = _MetadataUnpickler(io.BytesIO((Path(directory) / ".metadata").read_bytes())).load()
+    return shapes(verify_weights(directory, directory))
+
+
+def shapes(meta) -> dict[str, tuple[int, ...]]:
+    """``global_shapes`` of an already (allow-list) unpickled DCP metadata."""
     return {k[len(PREFIX):] if k.startswith(PREFIX) else k: tuple(v.size)
             for k, v in meta.state_dict_metadata.items() if hasattr(v, "size")}

@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import Any
 
 from sft_model.errors import NemoArchiveError
-from sft_model.nemo import archive
-from sft_model.nemo.checkpoint import PREFIX, _MetadataUnpickler
-from sft_model.nemo.tokenizer import original_name, read_config
-
-
-def _weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    if path.is_dir():
-        meta_file = path / "model_weights" / ".metadata"
-        data = meta_file.read_bytes() if meta_file.is_file() else None
-    else:
-        data = archive.read_member(path, "model_weights/.metadata")
-    if data is None:
-        return {}
-    try:
-        meta = _MetadataUnpickler(io.BytesIO(data)).load()
-    except Exception as exc:
-        raise NemoArchiveError(f"{path}: unsafe or corrupt checkpoint metadata ({exc})") from None
-    return {k.removeprefix(PREFIX): tuple(v.size) for k, v in meta.state_dict_metadata.items() if hasattr(v, "size")}
+from sft_model.nemo import refs, unpack
+from sft_model.nemo.checkpoint import shapes as weight_shapes
 
 
 def describe(path: str | Path) -> dict[str, Any]:
@@ -33,8 +16,9 @@ def describe(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise NemoArchiveError(f"{path}: no such file or directory")
-    cfg = read_config(path)
-    shapes = _weight_shapes(path)
+    cfg = unpack.read_config(path)
+    meta = unpack.read_metadata(path)
+    shapes = weight_shapes(meta) if meta is not None else {}
     params = sum(math.prod(s) for k, s in shapes.items() if not k.endswith("_extra_state"))
     data = cfg.data or {}
     chat = data.get("chat")
@@ -56,7 +40,7 @@ def describe(path: str | Path) -> dict[str, Any]:
         "padded_vocab_size": (shapes.get("embedding.word_embeddings.weight") or (None,))[0],
         "precision": cfg.precision,
         "parameters": params,
-        "tokenizer": {"library": tok.library, "files": [original_name(r) for r in tok.file_refs()],
+        "tokenizer": {"library": tok.library, "files": [a.original for a, _ in refs.tokenizer_artifacts(tok, path)],
                       "embedded": bool(tok.file_refs())},
         "prompt_template": {"chat": bool(chat), "template": template},
     }

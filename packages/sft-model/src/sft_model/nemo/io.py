@@ -2,7 +2,8 @@
 
 Layout (the reference's): ``model_config.yaml``, ``model_weights/`` (torch_dist dist checkpoint,
 keys prefixed ``model.``), tokenizer artifacts ``<hex>_<name>``. Saved from any TP/PP (every rank
-calls ``save_nemo``; rank 0 packs the tar), loaded into any TP/PP.
+calls ``save_nemo``; rank 0 packs the tar), loaded into any TP/PP. Reading goes through
+``unpack`` (what is extracted, and how much) and ``untrusted`` (what is unpickled).
 """
 
 from __future__ import annotations
@@ -19,11 +20,9 @@ import torch.distributed as dist
 from sft_model.config import ModelConfig
 from sft_model.errors import NemoArchiveError
 from sft_model.handle import ModelHandle
-from sft_model.nemo import archive, checkpoint
-from sft_model.nemo.tokenizer import TokenizerFiles, collect, embed
-
-WEIGHTS_DIR = "model_weights"
-CONFIG_FILE = "model_config.yaml"
+from sft_model.nemo import archive, checkpoint, unpack, untrusted
+from sft_model.nemo.tokenizer import TokenizerFiles, collect, embed, unpacked
+from sft_model.nemo.unpack import CONFIG_FILE, WEIGHTS_DIR
 
 
 @dataclass
@@ -65,8 +64,7 @@ def _shared_staging(out: Path) -> Path:
 
 def save_nemo(path: str | Path, model: ModelHandle | Any, config: ModelConfig, tokenizer: TokenizerFiles | str | Path | None = None,
               *, select=None) -> Path:
-    """Write ``path`` (.nemo tar). Every rank calls it; each writes its own weight shards of ``model``
-    (a ``ModelHandle``, or a GPTModel, possibly DDP-wrapped).
+    """Write ``path`` (.nemo tar). Every rank calls it; each writes its own weight shards.
 
     ``select(key)`` keeps only some weights (a PEFT method's adapters: an adapter-only ``.nemo``).
 
@@ -105,22 +103,31 @@ def save_nemo(path: str | Path, model: ModelHandle | Any, config: ModelConfig, t
     return out
 
 
-def load_weights(model: ModelHandle | Any, path: str | Path, *, select=None) -> ModelConfig:
-    """Load (some of) a ``.nemo``'s weights into an already built model (a ``ModelHandle`` or a
-    GPTModel); returns its config.
+def _open(path: Path, work: Path | None, tokenizer_dir: Path | None, limits: unpack.Limits):
+    """(config, weights directory, tokenizer files) of a ``.nemo`` directory, or of a ``.nemo`` file
+    whose weights are extracted into ``work`` (None: not extracted)."""
+    if not path.exists():
+        raise NemoArchiveError(f"{path}: no such file or directory")
+    if path.is_dir():
+        config = unpack.read_config(path, limits)
+        tokenizer = collect(config.tokenizer, path, tokenizer_dir, path) if tokenizer_dir is not None else None
+        return config, path / WEIGHTS_DIR, tokenizer
+    config = unpack.unpack(path, work, tokenizer_dir, limits=limits)
+    tokenizer = unpacked(config.tokenizer, tokenizer_dir) if tokenizer_dir is not None else None
+    return config, None if work is None else work / WEIGHTS_DIR, tokenizer
+
+
+def load_weights(model: ModelHandle | Any, path: str | Path, *, select=None, limits: unpack.Limits = unpack.LIMITS) -> ModelConfig:
+    """Load (some of) a ``.nemo``'s weights into an already built ``model``; returns its config.
 
     With ``select`` this reads an adapter-only ``.nemo`` into a model that has the adapters.
     """
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix="sft-nemo-") as work:
-        root = path if path.is_dir() else Path(work)
-        if not path.is_dir():
-            archive.extract(path, root)
-        if not (root / CONFIG_FILE).is_file():
-            raise NemoArchiveError(f"{path}: no {CONFIG_FILE} (not a .nemo archive?)")
+        config, weights, _ = _open(path, Path(work), None, limits)
         module = model.module if isinstance(model, ModelHandle) else unwrap(model)
-        checkpoint.load(module, root / WEIGHTS_DIR, path, select=select)
-        return ModelConfig.from_yaml(root / CONFIG_FILE)
+        checkpoint.load(module, weights, path, select=select)
+        return config
 
 
 def _barrier() -> None:
@@ -129,53 +136,45 @@ def _barrier() -> None:
 
 
 def read_config(path: str | Path) -> ModelConfig:
-    from sft_model.nemo.tokenizer import read_config as _read
-
-    return _read(Path(path))
+    return unpack.read_config(Path(path))
 
 
 def load_nemo(path: str | Path, *, with_weights: bool = True, overrides: dict[str, Any] | None = None,
-              dtype=None, layer_spec_transform=None, absent_ok=None) -> LoadedModel:
+              dtype=None, layer_spec_transform=None, absent_ok=None, limits: unpack.Limits = unpack.LIMITS) -> LoadedModel:
     """Build the model for the current parallel state (one process if none) and load the weights.
 
     ``path`` is a ``.nemo`` file (plain or gzip tar) or an extracted directory. ``overrides``
     replace config fields before the model is built (a trainer's dropout); ``dtype`` builds the
     parameters in another dtype than the checkpoint's precision (fp32 training on a CPU).
     ``layer_spec_transform`` goes to ``build_model`` (adapters in the layer specs); weights the
-    checkpoint lacks for which ``absent_ok(key)`` holds keep their built values.
+    checkpoint lacks for which ``absent_ok(key)`` holds keep their built values. ``limits`` caps what
+    reading a ``.nemo`` file may extract.
     """
     from sft_model.builder import build_model
     from sft_model.parallel import ensure_parallel_state
 
     path = Path(path)
-    if not path.exists():
-        raise NemoArchiveError(f"{path}: no such file or directory")
-    work = None
-    if path.is_dir():
-        root = path
-    else:
-        work = tempfile.TemporaryDirectory(prefix="sft-nemo-")
-        root = Path(work.name)
-        archive.extract(path, root)
+    work = tempfile.TemporaryDirectory(prefix="sft-nemo-")
+    tok_dir = tempfile.TemporaryDirectory(prefix="sft-tokenizer-")
     try:
-        if not (root / CONFIG_FILE).is_file():
-            raise NemoArchiveError(f"{path}: no {CONFIG_FILE} (not a .nemo archive?)")
-        config = ModelConfig.from_yaml(root / CONFIG_FILE)
-        weights = root / WEIGHTS_DIR
-        if with_weights:
-            checkpoint.check_safe(weights, path)
+        config, weights, tokenizer = _open(path, Path(work.name) if with_weights else None, Path(tok_dir.name), limits)
+        if with_weights:  # refuse a hostile checkpoint before building anything (checkpoint.load checks again)
+            untrusted.verify_weights(weights, path)
         ensure_parallel_state()
         if config.vocab_size is None:  # reference files: the embedding's rows are the vocabulary
-            shapes = checkpoint.global_shapes(weights)
-            config = config.replace(vocab_size=shapes["embedding.word_embeddings.weight"][0])
+            meta = unpack.read_metadata(path, limits)
+            rows = checkpoint.shapes(meta).get("embedding.word_embeddings.weight") if meta is not None else None
+            if rows is None:
+                raise NemoArchiveError(f"{path}: the config has no vocab_size and the weights no embedding to read it from")
+            config = config.replace(vocab_size=rows[0])
         if overrides:
             config = config.replace(**overrides)
         handle = build_model(config, dtype=dtype, init=not with_weights, layer_spec_transform=layer_spec_transform)
         if with_weights:
             checkpoint.load(handle.module, weights, path, absent_ok=absent_ok)
-        tok_dir = tempfile.TemporaryDirectory(prefix="sft-tokenizer-")
-        tokenizer = collect(config.tokenizer, root, Path(tok_dir.name), path)
+    except BaseException:
+        tok_dir.cleanup()
+        raise
     finally:
-        if work is not None:
-            work.cleanup()
+        work.cleanup()
     return LoadedModel(handle, config, tokenizer, tok_dir)

@@ -5,25 +5,22 @@ Artifacts are stored as ``<32 hex>_<original name>`` and referenced from the con
 tokenizers are embedded too (``tokenizer.json`` as ``model``; ``tokenizer_config.json``,
 ``special_tokens_map.json``, ``chat_template.jinja``... as ``extra_files``) — the reference left them
 out and fetched them from a hub at run time. On the way out files get their original names back,
-so the directory reads like the tokenizer directory it came from.
+so the directory reads like the tokenizer directory it came from; every reference is checked by
+``refs`` first (a plain file name inside the archive, written inside the target, or refused).
 """
 
 from __future__ import annotations
 
-import re
 import shutil
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from sft_model.config import ModelConfig, TokenizerConfig
+from sft_model.config import TokenizerConfig
 from sft_model.errors import ModelError, NemoArchiveError
-from sft_model.nemo import archive
+from sft_model.nemo import refs, unpack
 
-_ARTIFACT = re.compile(r"^(?:nemo:)?([0-9a-f]{32})_(.+)$")
 HF_SIDE_FILES = ("tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "tokenizer.model",
                  "generation_config.json", "added_tokens.json", "vocab.json", "merges.txt")
 
@@ -64,76 +61,50 @@ class TokenizerFiles:
 
 def embed(tokenizer: TokenizerFiles, staging: Path) -> TokenizerConfig:
     """Copy the files into the staging directory as artifacts; the config section that references them."""
-    refs = []
+    names = []
     for src in tokenizer.files:
         name = f"{uuid.uuid4().hex}_{src.name}"
         shutil.copyfile(src, staging / name)
-        refs.append(f"nemo:{name}")
+        names.append(f"{refs.PREFIX}{name}")
     base = tokenizer.config
-    return TokenizerConfig(library=tokenizer.library, type=base.type, model=refs[0], vocab_file=None, merge_file=None,
+    return TokenizerConfig(library=tokenizer.library, type=base.type, model=names[0], vocab_file=None, merge_file=None,
                            delimiter=base.delimiter, sentencepiece_legacy=base.sentencepiece_legacy,
-                           extra_files=refs[1:], extra=dict(base.extra))
+                           extra_files=names[1:], extra=dict(base.extra))
 
 
-def original_name(ref: str) -> str:
-    match = _ARTIFACT.match(ref)
-    return match.group(2) if match else ref.removeprefix("nemo:")
-
-
-def collect(cfg: TokenizerConfig, source_dir: Path, target: Path, origin: str | Path) -> TokenizerFiles | None:
-    """Move the referenced artifacts from an extracted archive into ``target`` under their original names."""
-    refs = cfg.file_refs()
-    if not refs:
+def unpacked(cfg: TokenizerConfig, directory: Path) -> TokenizerFiles | None:
+    """The tokenizer files ``unpack`` (or ``collect``) wrote into ``directory``; None when none are embedded."""
+    files = [Path(directory) / name for _, name in refs.tokenizer_artifacts(cfg, directory)]
+    if not files:
         return None
-    target.mkdir(parents=True, exist_ok=True)
-    names = [original_name(r) for r in refs]
-    files = []
-    for ref, name in zip(refs, names, strict=True):
-        src = source_dir / ref.removeprefix("nemo:")
-        if not src.is_file():
-            raise NemoArchiveError(f"{origin}: tokenizer file {ref} is referenced but not in the archive")
-        dest = target / (name if names.count(name) == 1 else ref.removeprefix("nemo:"))
-        shutil.copyfile(src, dest)
-        files.append(dest)
     library = cfg.library if cfg.library in ("sentencepiece", "huggingface") else "sentencepiece"
     return TokenizerFiles(library, files, cfg)
 
 
-def read_config(path: Path) -> ModelConfig:
-    """``model_config.yaml`` of a ``.nemo`` file or extracted directory, extracting nothing else."""
-    path = Path(path)
-    if path.is_dir():
-        file = path / "model_config.yaml"
-        if not file.is_file():
-            raise NemoArchiveError(f"{path}: no model_config.yaml (not an extracted .nemo directory)")
-        text = file.read_text(encoding="utf-8")
-    else:
-        data = archive.read_member(path, "model_config.yaml")
-        if data is None:
-            raise NemoArchiveError(f"{path}: no model_config.yaml in the archive (not a .nemo file?)")
-        text = data.decode("utf-8", errors="replace")
-    try:
-        return ModelConfig.from_yaml(text)
-    except yaml.YAMLError as exc:  # pragma: no cover - from_yaml already turns these into ModelConfigError
-        raise NemoArchiveError(f"{path}: model_config.yaml is not valid YAML ({exc})") from None
+def collect(cfg: TokenizerConfig, source_dir: Path, target: Path, origin: str | Path) -> TokenizerFiles | None:
+    """Copy the referenced artifacts of an extracted ``.nemo`` directory into ``target`` under their original names."""
+    found = refs.tokenizer_artifacts(cfg, origin)
+    if not found:
+        return None
+    target.mkdir(parents=True, exist_ok=True)
+    root = Path(source_dir).resolve()
+    for artifact, name in found:
+        src = Path(source_dir) / artifact.member
+        if src.is_symlink() or not src.is_file() or src.resolve().parent != root:
+            raise NemoArchiveError(f"{origin}: tokenizer file {artifact.ref} is referenced but not a file in the directory")
+        shutil.copyfile(src, refs.inside(target, name, origin))
+    return unpacked(cfg, Path(target))
 
 
-def extract_tokenizer(nemo: str | Path, target: str | Path) -> TokenizerFiles:
+def extract_tokenizer(nemo: str | Path, target: str | Path, *, limits: unpack.Limits = unpack.LIMITS) -> TokenizerFiles:
     """Extract only a ``.nemo``'s tokenizer files (safely) into ``target``, under their original names."""
     nemo, target = Path(nemo), Path(target)
-    cfg = read_config(nemo)
-    wanted = {r.removeprefix("nemo:") for r in cfg.tokenizer.file_refs()}
-    if not wanted:
-        raise NemoArchiveError(f"{nemo}: the model config references no embedded tokenizer files")
     if nemo.is_dir():
-        source = nemo
+        cfg = unpack.read_config(nemo, limits)
+        files = collect(cfg.tokenizer, nemo, target, nemo)
     else:
-        source = target / ".artifacts"
-        archive.extract(nemo, source, select=lambda name: name in wanted)
-    try:
-        files = collect(cfg.tokenizer, source, target, nemo)
-    finally:
-        if source != nemo:
-            shutil.rmtree(source, ignore_errors=True)
-    assert files is not None
+        cfg = unpack.unpack(nemo, None, target, limits=limits)
+        files = unpacked(cfg.tokenizer, target)
+    if files is None:
+        raise NemoArchiveError(f"{nemo}: the model config references no embedded tokenizer files")
     return files

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sft_data.errors import SftError
+from sft_core import SftError
 
 PRECISIONS = ("bf16", "bf16-mixed", "32", "32-true", "fp32")
 

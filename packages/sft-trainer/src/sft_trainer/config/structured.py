@@ -14,7 +14,7 @@ import typing
 from typing import Any, Union
 
 import yaml
-from sft_data.errors import SftError
+from sft_core import SftError
 
 
 class ConfigError(SftError):

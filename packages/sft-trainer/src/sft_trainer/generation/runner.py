@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sft_data.errors import SftError
+from sft_core import SftError
 from sft_data.registries import DataRegistries
 from sft_data.tokenizers import load_tokenizer
 from sft_data.tokenizers.base import Tokenizer
