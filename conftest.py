@@ -14,7 +14,7 @@ def tiny_nemo(tmp_path_factory) -> Path:
     """A 2-layer, 64-wide Llama (GQA 4/2) with a SentencePiece tokenizer trained on the example corpus."""
     from sft_data import load_tokenizer
     from sft_data.tokenizers.training import train_sentencepiece
-    from sft_model.init import init_nemo
+    from sft_model.random_init import init_nemo
 
     root = tmp_path_factory.mktemp("tiny-nemo")
     tok = train_sentencepiece([REPO / "examples/data/corpus.txt"], root / "tok.model", vocab_size=600)

@@ -46,7 +46,7 @@ def make_data(path: Path, count: int) -> Path:
 def setup(work: Path, args) -> Path:
     from sft_data import load_tokenizer
     from sft_data.tokenizers.training import train_sentencepiece
-    from sft_model.init import init_nemo
+    from sft_model.random_init import init_nemo
 
     tok = train_sentencepiece([REPO / "examples/data/corpus.txt"], work / "tok.model", vocab_size=1000)
     make_data(work / "train.jsonl", 256)

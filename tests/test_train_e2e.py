@@ -77,7 +77,7 @@ def assets(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     from sft_data import load_tokenizer
     from sft_data.tokenizers.training import train_sentencepiece
-    from sft_model.init import init_nemo
+    from sft_model.random_init import init_nemo
 
     tok_path = train_sentencepiece([REPO / "examples/data/corpus.txt"], root / "tok.model", vocab_size=600)
     tok = load_tokenizer(tok_path)

@@ -89,7 +89,7 @@ CASES = {
     "init": Case(
         lambda i, out: ["init", "--family", "llama", "--tokenizer", i["tok"], "--output", out, "--num-layers", "1",
                         "--hidden-size", "32", "--num-attention-heads", "2", "--seq-length", "32"],
-        False, ("sft_cli.commands.init_model.load_tokenizer", "sft_model.init.init_nemo"),
+        False, ("sft_cli.commands.init_model.load_tokenizer", "sft_model.random_init.init_nemo"),
         "sft_model.nemo.archive.write", _is_nemo),
     "hf-to-nemo": Case(
         lambda i, out: ["convert", "hf-to-nemo", i["hf"], out],

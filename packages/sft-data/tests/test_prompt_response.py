@@ -97,7 +97,7 @@ def test_right_truncation_can_eat_the_answer_and_then_the_sample_is_dropped(char
 
 def test_label_placeholder_must_be_last():
     with pytest.raises(SftError, match="must end with the label placeholder"):
-        from sft_data.prompt_template import PromptTemplate
+        from sft_data.templates.prompt_response import PromptTemplate
 
         PromptTemplate.parse("{output} {input}", "output", True)
 

@@ -68,7 +68,7 @@ def test_megatron_dot_product_attention_uses_the_cpu_buffer(megatron):
     from megatron.core.transformer.enums import AttnMaskType
     from sft_model.attention import SDPAttention
     from sft_model.builder import transformer_config
-    from sft_model.init import init_config
+    from sft_model.random_init import init_config
 
     cfg = transformer_config(init_config("llama", 90, num_query_groups=2))
     q, k, v = torch.randn(6, 2, 4, 16), torch.randn(6, 2, 2, 16), torch.randn(6, 2, 2, 16)
@@ -91,7 +91,7 @@ def test_schedule_ddp_optimizer_and_grad_norm_run_on_cpu(megatron):
     from megatron.core.pipeline_parallel import get_forward_backward_func
     from megatron.core.utils import local_multi_tensor_l2_norm
     from sft_model.builder import build_model
-    from sft_model.init import init_config
+    from sft_model.random_init import init_config
 
     torch.manual_seed(0)
     cfg = init_config("llama", 90)
@@ -121,7 +121,7 @@ def test_static_inference_kv_cache_allocates_on_cpu_and_needs_the_shim(megatron)
     """Generation's KV cache (StaticInferenceContext) is allocated by Attention._allocate_memory."""
     from megatron.core.inference.contexts import StaticInferenceContext
     from sft_model.builder import build_model
-    from sft_model.init import init_config
+    from sft_model.random_init import init_config
 
     torch.manual_seed(0)
     model = build_model(init_config("llama", 90)).module.eval()

@@ -12,9 +12,9 @@ from typing import Any
 from sft_data.config import DataConfig
 from sft_data.encoding import SegmentEncoder
 from sft_data.errors import RecordError, SftError
-from sft_data.prompt_template import PromptResponseTokenizer
 from sft_data.registries import DataRegistries
 from sft_data.templates.nemo import NemoChatTemplate
+from sft_data.templates.prompt_response import PromptResponseTokenizer
 from sft_data.tokenizers.base import Tokenizer
 from sft_data.types import Conversation, PromptResponse, TokenizedSample
 

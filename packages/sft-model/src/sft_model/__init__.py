@@ -20,12 +20,12 @@ _LAZY = {
     "LoadedModel": "sft_model.nemo.io",
     "TokenizerFiles": "sft_model.nemo.tokenizer",
     "extract_tokenizer": "sft_model.nemo.tokenizer",
-    "compute_logits": "sft_model.api",
+    "compute_logits": "sft_model.logits",
     "build_model": "sft_model.builder",
     "get_families": "sft_model.families.registry",
     "hf_to_nemo": "sft_model.hf.convert",
     "nemo_to_hf": "sft_model.hf.convert",
-    "init_nemo": "sft_model.init",
+    "init_nemo": "sft_model.random_init",
 }
 
 __all__ = ["ConversionError", "ModelConfig", "ModelConfigError", "ModelError", "NemoArchiveError",

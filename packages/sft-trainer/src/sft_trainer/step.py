@@ -44,7 +44,7 @@ def _lengths(batch: dict[str, torch.Tensor]) -> list[list[int]]:
 
 def model_inputs(batch: dict[str, torch.Tensor], use_te: bool, device: torch.device) -> dict[str, Any]:
     """GPTModel keyword arguments: tokens, labels, restarted positions, block-diagonal attention."""
-    from sft_model.packing import packed_model_inputs
+    from sft_model.packed_attention import packed_model_inputs
 
     seq_len = batch["tokens"].shape[1]
     # The trailing padding is its own pseudo-sequence in cu_seqlens, so rows are fully covered.

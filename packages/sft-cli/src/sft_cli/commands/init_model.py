@@ -37,8 +37,8 @@ def _size_options(func):
 def init_command(app, family, tokenizer_path, output, seed, overwrite, **sizes) -> None:
     """Write a randomly initialised model of FAMILY with the tokenizer embedded (2 layers, width 64 by default)."""
     from sft_model.families.registry import get_families
-    from sft_model.init import init_nemo
     from sft_model.nemo.tokenizer import TokenizerFiles
+    from sft_model.random_init import init_nemo
 
     get_families(app.pm).get(family)  # an unknown family fails before megatron-core is imported
     if sizes.get("encoder_seq_length"):

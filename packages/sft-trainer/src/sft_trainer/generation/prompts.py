@@ -17,9 +17,9 @@ from sft_data.encoding import SegmentEncoder
 from sft_data.errors import RecordError, SftError
 from sft_data.formats.detect import detect_format
 from sft_data.formats.prompt_response import template_fields
-from sft_data.prompt_template import PromptResponseTokenizer
 from sft_data.registries import DataRegistries
 from sft_data.samples import SampleBuilder
+from sft_data.templates.prompt_response import PromptResponseTokenizer
 from sft_data.tokenizers.base import Tokenizer
 from sft_data.types import Conversation, PromptResponse, Turn
 

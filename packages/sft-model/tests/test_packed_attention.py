@@ -12,7 +12,7 @@ SEQ = 24
 @pytest.fixture(scope="module", params=["llama", "gpt2"])
 def model(request, megatron):
     from sft_model.builder import build_model
-    from sft_model.init import init_config
+    from sft_model.random_init import init_config
 
     torch.manual_seed(3)
     cfg = init_config(request.param, 90, num_layers=2, hidden_size=64, encoder_seq_length=64)
@@ -20,7 +20,7 @@ def model(request, megatron):
 
 
 def test_packed_row_loss_equals_separate_runs(model):
-    from sft_model.packing import packed_model_inputs
+    from sft_model.packed_attention import packed_model_inputs
 
     torch.manual_seed(4)
     seqs = [torch.randint(0, 90, (n + 1,)) for n in LENGTHS]  # tokens + the next token as label
@@ -46,7 +46,7 @@ def test_packed_row_loss_equals_separate_runs(model):
 
 
 def test_packed_inputs_shapes_and_positions():
-    from sft_model.packing import block_causal_mask, packed_position_ids, packed_seq_params
+    from sft_model.packed_attention import block_causal_mask, packed_position_ids, packed_seq_params
 
     pos = packed_position_ids([[2, 3], [5]], 6)
     assert pos.tolist() == [[0, 1, 0, 1, 2, 0], [0, 1, 2, 3, 4, 0]]
