@@ -101,14 +101,14 @@ def _typed(data: Any, types: dict[str, tuple[type, ...]], prefix: str) -> str | 
         return f"{prefix.rstrip('.') or 'the file'} is not a JSON object"
     for key, allowed in types.items():
         if key not in data:
-            return f"no {prefix}{key!r}"
+            return f"no key {prefix}{key}"
         value = data[key]
         if isinstance(value, bool) or not isinstance(value, allowed):
             kinds = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
-            return f"{prefix}{key!r} is {value!r:.60}, expected {kinds}"
+            return f"{prefix}{key} is {value!r:.60}, expected {kinds}"
     unknown = sorted(set(data) - set(types)) if prefix else []
     if unknown:
-        return f"unknown key {prefix}{unknown[0]!r}"
+        return f"unknown key {prefix}{unknown[0]}"
     return None
 
 
