@@ -223,3 +223,45 @@ def test_no_checkpoint_that_verifies_is_an_error_not_a_fresh_start(tiny_nemo, tr
         train(train_config(tiny_nemo, run, *COMMON), plugin_manager())
     assert len(checkpoints(run)) == 2
     assert (run / "metrics.jsonl").read_bytes() == before
+
+
+class KillAfterValidation:
+    """Killed after step 4's metrics (train and validation lines) are written, before its checkpoint."""
+
+    @hookimpl
+    def sft_on_validation_end(self, state, metrics):
+        if state.step == 4:
+            raise Killed()
+
+
+def test_metrics_hold_each_step_once_after_a_kill_between_metrics_and_checkpoint(
+        tiny_nemo, train_config, baseline, tmp_path, capsys):
+    from sft_trainer.run import train
+
+    run = tmp_path / "run"
+    with pytest.raises(Killed):
+        train(train_config(tiny_nemo, run, *COMMON), plugin_manager(KillAfterValidation()))
+    assert [r["step"] for r in records(run)] == [1, 2, 2, 3, 4, 4]  # step 4 logged ...
+    assert len(checkpoints(run)) == 1  # ... but only step 2 saved
+    with (run / "metrics.jsonl").open("a") as handle:
+        handle.write('{"step": 5, "train/lo')  # and a line cut short by a second kill
+    capsys.readouterr()
+    train(train_config(tiny_nemo, run, *COMMON), plugin_manager())
+    out = capsys.readouterr().out
+    assert f"{run / 'metrics.jsonl'}: dropped 4 line(s) after step 2; those steps run again" in out
+    assert [r["step"] for r in records(run) if "train/loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in records(run) if "validation/loss" in r] == [2, 4, 6]
+    assert losses(run) == baseline
+
+
+def test_trim_keeps_earlier_steps_byte_for_byte(tmp_path):
+    from sft_trainer.loggers.jsonl import trim_after
+
+    path = tmp_path / "metrics.jsonl"
+    lines = ['{"step": 1, "train/loss": 5.0}', '{"step": 2, "validation/loss": "nan"}', '{"step": 3, "x": 1}',
+             'not json', '[1, 2]', '{"no_step": 1}', '{"step": 2, "train/loss": 4.5}']
+    path.write_text("\n".join(lines) + "\n")
+    assert trim_after(path, 2) == 4
+    assert path.read_text() == "\n".join([lines[0], lines[1], lines[6]]) + "\n"
+    assert trim_after(path, 2) == 0
+    assert not list(tmp_path.glob("*.partial"))

@@ -14,7 +14,7 @@ from sft_data.tokenizers.base import Tokenizer
 from sft_trainer.config.schema import TrainConfig
 from sft_trainer.config.structured import to_dict
 from sft_trainer.distributed import Topology
-from sft_trainer.write_errors import WriteFailed, free_space, write_problem
+from sft_trainer.write_errors import WriteFailed, free_space, size_limit, write_problem
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,7 @@ def export_nemo(path: Path, base: BaseModel, cfg: TrainConfig, topo: Topology) -
     except CheckpointException:
         # a BaseException that carries only "Worker failure" (torch's distributed checkpoint sent
         # the OS error to a log line): all we can add is the free space
-        problem = f"{path}: writing the weights failed, the disk may be full ({free_space(path)} free there)"
+        problem = (f"{path}: writing the weights failed, the disk may be full ({free_space(path)} free there"
+                   f"{size_limit()})")
     raise WriteFailed(f"the trained model was not exported: {problem}; an earlier {path.name} is unchanged, "
                       f"the training checkpoints are intact") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import re
+import resource
 import shutil
 from pathlib import Path
 
@@ -38,8 +39,15 @@ def write_problem(exc: BaseException, path: Path) -> str | None:
         return f"{where}: {cause}"
     if isinstance(exc, RuntimeError) and _TORCH_WRITE.search(str(exc)):
         first = str(exc).strip().splitlines()[0][:160]
-        return f"{path}: the write failed, the disk may be full ({free_space(path)} free there; torch: {first})"
+        return (f"{path}: the write failed, the disk may be full ({free_space(path)} free there{size_limit()}; "
+                f"torch: {first})")
     return None
+
+
+def size_limit() -> str:
+    """", file-size limit N bytes" when ``ulimit -f`` is set: a write can fail with the disk half empty."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return "" if soft == resource.RLIM_INFINITY else f", file-size limit {soft} bytes"
 
 
 def free_space(path: Path) -> str:
