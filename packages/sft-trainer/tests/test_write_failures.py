@@ -163,3 +163,15 @@ def test_export_past_a_real_file_size_limit_keeps_the_previous_nemo(extracted_ne
     assert message.endswith("; an earlier megatron_gpt_sft.nemo is unchanged, the training checkpoints are intact")
     assert previous.read_bytes() == b"the previous export"
     assert sorted(p.name for p in previous.parent.iterdir()) == ["megatron_gpt_sft.nemo"]  # no staging, no partial
+
+
+def test_an_uncreatable_checkpoint_directory_is_one_line(tiny_nemo, train_config, tmp_path):
+    from sft_trainer.checkpoint import CheckpointError
+    from sft_trainer.run import train
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoints").write_text("a file where the directory goes")
+    with pytest.raises(CheckpointError) as info:
+        train(train_config(tiny_nemo, run, *COMMON), plugin_manager())
+    assert str(info.value) == f"cannot create the checkpoint directory: {run / 'checkpoints'}: File exists"

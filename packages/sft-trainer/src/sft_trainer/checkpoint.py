@@ -33,7 +33,7 @@ import torch
 from sft_data.errors import SftError
 
 from sft_trainer.checkpoint_verify import verify
-from sft_trainer.distributed import Topology, barrier, broadcast_object, first_failure
+from sft_trainer.distributed import Topology, broadcast_object, first_failure
 from sft_trainer.train_state import (
     NAME,
     STATE_FILE,
@@ -136,11 +136,17 @@ class CheckpointManager:
         self.save_top_k = save_top_k
         self.mode = mode
         self._local_error: BaseException | None = None
+        problem = None
         if topo.is_main:
-            directory.mkdir(parents=True, exist_ok=True)
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                problem = str(as_write_failure(exc, directory))
             for leftover in directory.glob(f"{TMP_PREFIX}*"):
                 shutil.rmtree(leftover, ignore_errors=True)
-        barrier()
+        failure = first_failure(problem)
+        if failure:
+            raise CheckpointError(f"cannot create the checkpoint directory: {failure}")
 
     def save(self, state: TrainState, model_chunks, optimizer, scheduler_state: dict, sampler_state: dict) -> Path:
         """Every rank calls this. Returns the checkpoint's directory; raises ``CheckpointError`` on
