@@ -11,7 +11,7 @@ from sft_data.errors import SftError
 from sft_trainer.budget import Budget
 from sft_trainer.checkpoint import CheckpointManager, TrainState
 from sft_trainer.data import BatchSource
-from sft_trainer.distributed import Topology
+from sft_trainer.distributed import Topology, first_failure
 from sft_trainer.events import Events
 from sft_trainer.loggers.base import LoggerSet
 from sft_trainer.optim import set_lr
@@ -21,6 +21,10 @@ from sft_trainer.step import evaluate, train_step
 
 class NonFiniteLossError(SftError):
     """The loss became NaN or Inf."""
+
+
+class MetricsWriteError(SftError):
+    """metrics.jsonl (a required logger) could not be written: every rank stops."""
 
 
 class StopSignal:
@@ -55,6 +59,8 @@ class Loop:
         self.inference = inference
         """``generation.validation.InferenceEvaluator`` when inference metrics are configured."""
         self.gbs = cfg.model.global_batch_size
+        self._unwritten: str | None = None
+        """Why a required logger failed on rank 0, until every rank has learned it."""
 
     def validate(self) -> float | None:
         if self.val is None or self.budget.val_batches == 0:
@@ -64,10 +70,22 @@ class Loop:
         metrics = {"validation/loss": loss}
         if self.inference is not None:
             metrics.update(self.inference.evaluate(self.chunks[0]))
-        if self.topo.is_main:
-            self.loggers.log_metrics(self.state.step, metrics)
+        self._log(metrics)
         self.events.emit("sft_on_validation_end", state=self.state, metrics=metrics)
         return loss
+
+    def _log(self, metrics: dict[str, float]) -> None:
+        if not self.topo.is_main or self._unwritten:
+            return
+        try:
+            self.loggers.log_metrics(self.state.step, metrics)
+        except SftError as exc:  # only a required logger raises; the other ranks learn it in _stop_if_unwritten
+            self._unwritten = str(exc)
+
+    def _stop_if_unwritten(self) -> None:
+        failure = first_failure(self._unwritten)
+        if failure:
+            raise MetricsWriteError(f"metrics of step {self.state.step} not written: {failure}")
 
     def _improved(self, loss: float) -> bool:
         best = self.state.best_val_loss
@@ -120,9 +138,8 @@ class Loop:
         with StopSignal() as stop:
             while self.state.step < self.budget.max_steps:
                 metrics = self.step_once()
-                if self.topo.is_main and (self.state.step % sft.log_every_n_steps == 0
-                                          or self.state.step == self.budget.max_steps):
-                    self.loggers.log_metrics(self.state.step, metrics)
+                if self.state.step % sft.log_every_n_steps == 0 or self.state.step == self.budget.max_steps:
+                    self._log(metrics)
                 self.events.emit("sft_on_step_end", state=self.state, metrics=metrics)
                 last = self.state.step == self.budget.max_steps
                 validated = self.state.step % self.budget.val_check_interval == 0 or last
@@ -133,6 +150,7 @@ class Loop:
                         early_stop = self.state.validations_without_improvement >= sft.early_stopping.patience
                 else:
                     self.state.val_loss = None
+                self._stop_if_unwritten()
                 if self.state.step % self.budget.save_interval == 0 or last or early_stop or stop.requested:
                     self.save()
                 if early_stop:

@@ -16,13 +16,14 @@ from sft_trainer.config.loading import dump_config
 from sft_trainer.config.schema import TrainConfig
 from sft_trainer.config.structured import to_dict
 from sft_trainer.data import BatchPlan, BatchSource, data_config, resolve_dataset
-from sft_trainer.distributed import Topology, barrier, setup, trainable_parameter_count
+from sft_trainer.distributed import Topology, barrier, first_failure, setup, trainable_parameter_count
 from sft_trainer.events import Events
 from sft_trainer.loggers.base import LoggerSet, RunInfo
 from sft_trainer.loop import Loop
 from sft_trainer.model_io import PeftBinding, export_nemo, load_base_model
 from sft_trainer.optim import build_optimizer, training_dtype, wrap_ddp
 from sft_trainer.schedule import CosineAnnealing
+from sft_trainer.write_errors import WriteFailed, as_write_failure
 
 FINAL_NEMO = "megatron_gpt_sft.nemo"
 
@@ -67,9 +68,7 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
     m = cfg.model
     topo = setup(m.tensor_model_parallel_size, m.pipeline_model_parallel_size, m.seed)
     run_dir = run_directory(cfg)
-    if topo.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+    _stop_on_failure(_write_config(run_dir, cfg) if topo.is_main else None)
     registries = DataRegistries.from_plugin_manager(pm)
     dtype = training_dtype(cfg)
     peft = None
@@ -121,21 +120,10 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
             if topo.is_main:
                 print(f"resuming from {latest.name} (step {state.step})")
 
-    loggers = LoggerSet({})
+    loggers, problem = LoggerSet({}), None
     if topo.is_main:
-        factories = collect(pm, "sft_register_loggers", "logger")
-        run = RunInfo(run_dir, cfg, budget.max_steps, state.step)
-        made = {}
-        for entry in factories:
-            try:
-                logger = entry.value.create(run)
-            except Exception as exc:  # a logger that cannot start must not stop training
-                print(f"warning: logger {entry.name!r} could not start ({type(exc).__name__}: {exc}); skipped")
-                continue
-            if logger is not None:
-                made[entry.name] = logger
-        loggers = LoggerSet(made)
-        loggers.log_config(to_dict(cfg))
+        loggers, problem = _start_loggers(pm, RunInfo(run_dir, cfg, budget.max_steps, state.step), cfg)
+    _stop_on_failure(problem)
     events = Events(pm, enabled=topo.is_main)
     from sft_trainer.generation.validation import build_evaluator
 
@@ -154,6 +142,43 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
     if topo.is_main:
         _write_report(run_dir)
     return TrainResult(run_dir, state, nemo_path)
+
+
+def _stop_on_failure(problem: str | None) -> None:
+    """Every rank stops when a rank-0-only step (run-level files) failed."""
+    failure = first_failure(problem)
+    if failure:
+        raise WriteFailed(failure)
+
+
+def _write_config(run_dir: Path, cfg: TrainConfig) -> str | None:
+    path = run_dir / "config.yaml"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(dump_config(cfg), encoding="utf-8")
+    except OSError as exc:
+        return str(as_write_failure(exc, path))
+    return None
+
+
+def _start_loggers(pm: pluggy.PluginManager, run: RunInfo, cfg: TrainConfig) -> tuple[LoggerSet, str | None]:
+    """Rank 0's loggers; one that cannot start is skipped with a warning, unless it is ``required``
+    (metrics.jsonl): then the run stops, with the reason."""
+    made = {}
+    for entry in collect(pm, "sft_register_loggers", "logger"):
+        try:
+            logger = entry.value.create(run)
+        except Exception as exc:
+            if getattr(entry.value, "required", False):
+                LoggerSet(made).close()
+                return LoggerSet({}), f"logger {entry.name!r} could not start: {exc}"
+            print(f"warning: logger {entry.name!r} could not start ({type(exc).__name__}: {exc}); skipped")
+            continue
+        if logger is not None:
+            made[entry.name] = logger
+    loggers = LoggerSet(made)
+    loggers.log_config(to_dict(cfg))
+    return loggers, None
 
 
 def _write_report(run_dir: Path) -> None:

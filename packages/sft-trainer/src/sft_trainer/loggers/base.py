@@ -36,18 +36,21 @@ class LoggerFactory(Protocol):
 
 
 class LoggerSet:
-    """Sends every call to every logger; a logger that raises is reported once and disabled."""
+    """Sends every call to every logger; a logger that raises is reported once and disabled,
+    except one marked ``required`` (the run's own metrics.jsonl), whose failure stops the run."""
 
     def __init__(self, loggers: dict[str, Logger], stream=None):
         self.loggers = dict(loggers)
         self.stream = stream or sys.stderr
         self.disabled: dict[str, str] = {}
 
-    def _each(self, method: str, *args: Any) -> None:
+    def _each(self, method: str, *args: Any, fatal: bool = True) -> None:
         for name, logger in list(self.loggers.items()):
             try:
                 getattr(logger, method)(*args)
             except Exception as exc:
+                if fatal and getattr(logger, "required", False):
+                    raise
                 self.disabled[name] = f"{type(exc).__name__}: {exc}"
                 del self.loggers[name]
                 print(f"warning: logger {name!r} failed ({self.disabled[name]}); it is disabled, "
@@ -60,4 +63,5 @@ class LoggerSet:
         self._each("log_config", config)
 
     def close(self) -> None:
-        self._each("close")
+        # also called while an error is on its way out: closing must not replace it
+        self._each("close", fatal=False)
