@@ -22,7 +22,7 @@ def tiny_nemo(tmp_path_factory) -> Path:
                      num_attention_heads=4, num_query_groups=2, ffn_hidden_size=128, encoder_seq_length=64)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def train_config():
     """``train_config(nemo, run_dir, *overrides)``: a TrainConfig for a few CPU steps on the example data."""
 

@@ -81,3 +81,14 @@ def test_an_error_outside_any_plugin_is_not_blamed_on_one():
     assert events.disabled == {}
     events.call("sft_on_event", value=1)
     assert log == [("a", 1)]
+
+
+def test_a_required_plugin_s_failure_reaches_the_caller():
+    log = []
+    required = Recorder("record", log, fail_on=2)
+    required.required = True
+    events = EventDispatcher(manager(Recorder("a", log), required))
+    events.call("sft_on_event", value=1)
+    with pytest.raises(RuntimeError, match="record cannot take 2"):
+        events.call("sft_on_event", value=2)
+    assert events.disabled == {}

@@ -108,10 +108,11 @@ def test_aligner_yaml_loads_with_overrides(tmp_path):
         ("model.optim.lrr=1e-4", "unknown config key 'model.optim.lrr'; did you mean 'model.optim.lr'?"),
         ("trainer.sft.max_step=3", "unknown config key 'trainer.sft.max_step'; did you mean 'trainer.sft.max_steps'?"),
         ("model.micro_batch_size=two", "config key 'model.micro_batch_size' must be int, got 'two'"),
-        ("model.micro_batch_size=0", "model.micro_batch_size must be at least 1"),
-        ("model.optim.sched.name=Linear", "must be CosineAnnealing"),
-        ("trainer.precision=fp8", "trainer.precision must be one of"),
-        ("exp_manager.checkpoint_callback_params.mode=best", "must be min or max"),
+        ("model.micro_batch_size=0", "config key 'model.micro_batch_size' must be an integer >= 1, got 0"),
+        ("model.optim.sched.name=Linear", "config key 'model.optim.sched.name' must be 'CosineAnnealing', got 'Linear'"),
+        ("trainer.precision=fp8", "config key 'trainer.precision' must be one of bf16,"),
+        ("exp_manager.checkpoint_callback_params.mode=best",
+         "config key 'exp_manager.checkpoint_callback_params.mode' must be one of 'min', 'max', got 'best'"),
     ],
 )
 def test_bad_keys_and_values_are_named(override, message):

@@ -1,5 +1,7 @@
 """Calling event hooks with one failure policy: a plugin that raises is reported once by name and
 disabled for the rest of the run; the other plugins still get the event, and the caller goes on.
+A plugin object with ``required = True`` (a run's own record, say) is the exception: its failure is
+raised to the caller, which stops.
 
 Calls go through pluggy (order, ``tryfirst``/``trylast``, wrappers, tracing as pluggy documents).
 When an implementation raises, pluggy stops calling the rest, so the dispatcher calls the hook again
@@ -39,6 +41,8 @@ class EventDispatcher:
             except Exception as exc:
                 failed = raising_plugin(exc, implementation_codes(caller))
                 if failed is None:  # not raised by an implementation: a bug of the caller's, not a plugin's
+                    raise
+                if getattr(self.pm.get_plugin(failed), "required", False):
                     raise
                 self._disable(failed, hook_name, exc)
                 skip.add(failed)

@@ -3,8 +3,14 @@
 A checkpoint is a directory under ``run_dir/checkpoints``. Every rank writes its files into a
 ``.tmp-`` directory; when all have finished, rank 0 writes ``state.json`` last and renames the
 directory into place. A crash at any moment leaves either the old set of complete checkpoints or
-the new one, and ``.tmp-`` leftovers are removed on the next start. Files are loaded with
-``weights_only=True``: nothing in a checkpoint is executed.
+the new one, and ``.tmp-`` leftovers are removed on the next start. A write that fails on any rank
+(a full disk) stops every rank with one line naming the file; the partial directory is removed.
+
+Resume takes the newest checkpoint that verifies (``checkpoint_verify``); a damaged newer one is
+reported in one line and skipped. Files are loaded with ``weights_only=True``: nothing in a
+checkpoint is executed. Pruning deletes only checkpoints that verify: a damaged directory is the
+user's evidence and stays until they remove it (one re-saved under the same name is moved aside to
+``<name>.unverified``).
 
 Per directory: ``state.json`` (step, consumed samples, epoch, validation loss, sampler state, the
 training config),
@@ -16,49 +22,44 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
-import re
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
+from sft_core import SftError
 
-from sft_trainer.distributed import Topology, barrier, broadcast_object
+from sft_trainer.checkpoint_verify import verify
+from sft_trainer.distributed import Topology, broadcast_object, first_failure
+from sft_trainer.train_state import (
+    NAME,
+    STATE_FILE,
+    TMP_PREFIX,
+    TrainState,
+    checkpoint_name,
+    checkpoint_step,
+    model_file,
+    optim_file,
+    rng_file,
+)
+from sft_trainer.write_errors import WriteFailed, as_write_failure
 
-STATE_FILE = "state.json"
-TMP_PREFIX = ".tmp-"
-NAME = re.compile(r"^megatron_gpt_sft--step=(\d+)-consumed_samples=(\d+)-epoch=(\d+)(?:-val_loss=([0-9.]+|nan))?$")
-
-
-@dataclass
-class TrainState:
-    """Where training is; saved in every checkpoint and passed to the event hooks."""
-
-    step: int = 0
-    consumed_samples: int = 0
-    epoch: int = 0
-    val_loss: float | None = None
-    best_val_loss: float | None = None
-    validations_without_improvement: int = 0
-    run_dir: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+__all__ = ["CheckpointError", "CheckpointManager", "TrainState", "checkpoint_dirs"]
 
 
-def checkpoint_name(state: TrainState) -> str:
-    name = f"megatron_gpt_sft--step={state.step:06d}-consumed_samples={state.consumed_samples}-epoch={state.epoch}"
-    if state.val_loss is not None:
-        name += f"-val_loss={state.val_loss:.6f}"
-    return name
+class CheckpointError(SftError):
+    """A checkpoint could not be saved or restored, or none of the existing ones can be resumed."""
 
 
-def complete_checkpoints(directory: Path) -> list[Path]:
-    """Complete checkpoints, oldest step first."""
+def checkpoint_dirs(directory: Path) -> list[Path]:
+    """Directories named like checkpoints, oldest step first, whether they verify or not."""
     if not directory.is_dir():
         return []
-    found = [p for p in directory.iterdir() if p.is_dir() and NAME.match(p.name) and (p / STATE_FILE).is_file()]
-    return sorted(found, key=lambda p: int(NAME.match(p.name).group(1)))
+    found = [p for p in directory.iterdir() if checkpoint_step(p.name) is not None and p.is_dir()]
+    return sorted(found, key=lambda p: (checkpoint_step(p.name), p.name))
 
 
 def _rng_state() -> dict[str, Any]:
@@ -87,11 +88,21 @@ def _tuples(value):
 
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".partial")
-    with tmp.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    except OSError as exc:
+        raise as_write_failure(exc, path) from None
+
+
+def _save(obj: Any, path: Path) -> None:
+    try:
+        torch.save(obj, path)
+    except (OSError, RuntimeError) as exc:
+        raise as_write_failure(exc, path) from None
 
 
 def frozen_parameters(chunk) -> set[str]:
@@ -113,8 +124,6 @@ def load_trainable_state(chunk, state: dict[str, Any]) -> None:
     result = chunk.load_state_dict(state, strict=False)
     missing = set(result.missing_keys) - frozen_parameters(chunk)
     if missing or result.unexpected_keys:
-        from sft_core import SftError
-
         raise SftError(f"checkpoint does not match the model: missing {sorted(missing)[:3]}, "
                        f"unexpected {sorted(result.unexpected_keys)[:3]}")
 
@@ -126,71 +135,147 @@ class CheckpointManager:
         self.topo = topo
         self.save_top_k = save_top_k
         self.mode = mode
+        self._local_error: BaseException | None = None
+        problem = None
         if topo.is_main:
-            directory.mkdir(parents=True, exist_ok=True)
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                problem = str(as_write_failure(exc, directory))
             for leftover in directory.glob(f"{TMP_PREFIX}*"):
                 shutil.rmtree(leftover, ignore_errors=True)
-        barrier()
-
-    def _suffix(self) -> str:
-        return f"tp{self.topo.tp_rank:02d}_pp{self.topo.pp_rank:03d}"
+        failure = first_failure(problem)
+        if failure:
+            raise CheckpointError(f"cannot create the checkpoint directory: {failure}")
 
     def save(self, state: TrainState, model_chunks, optimizer, scheduler_state: dict, sampler_state: dict) -> Path:
+        """Every rank calls this. Returns the checkpoint's directory; raises ``CheckpointError`` on
+        every rank when a write failed on any, with the partial directory removed."""
         name = checkpoint_name(state)
         final = self.directory / name
         tmp = self.directory / f"{TMP_PREFIX}{name}"
-        if self.topo.is_main:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-        barrier()
-        if self.topo.writes_model_state:
-            torch.save([trainable_state(chunk) for chunk in model_chunks], tmp / f"model_{self._suffix()}.pt")
-            torch.save(optimizer.state_dict(), tmp / f"optim_{self._suffix()}.pt")
-        torch.save(_rng_state(), tmp / f"rng_rank{self.topo.rank:05d}.pt")
-        barrier()
-        if self.topo.is_main:
-            meta = {"state": asdict(state), "scheduler": scheduler_state, "sampler": sampler_state, "config": self.config,
-                    "world_size": self.topo.world_size, "tp_size": self.topo.tp_size, "pp_size": self.topo.pp_size}
-            _atomic_write_text(tmp / STATE_FILE, json.dumps(meta, indent=2))
-            if final.exists():
-                shutil.rmtree(final)
-            tmp.rename(final)
-            self._prune()
-        barrier()
+        what = f"checkpoint at step {state.step} not saved (the earlier checkpoints are intact)"
+        self._settle(self._attempt(self._fresh, tmp) if self.topo.is_main else None, tmp, what)
+        self._settle(self._attempt(self._write_shards, tmp, model_chunks, optimizer), tmp, what)
+        meta = {"state": asdict(state), "scheduler": scheduler_state, "sampler": sampler_state, "config": self.config,
+                "world_size": self.topo.world_size, "tp_size": self.topo.tp_size, "pp_size": self.topo.pp_size}
+        self._settle(self._attempt(self._publish, tmp, final, meta) if self.topo.is_main else None, tmp, what)
         return final
 
+    def _attempt(self, step, *args) -> str | None:
+        """Run one rank's part of a save; a failure becomes a message for ``_settle`` to share."""
+        try:
+            step(*args)
+        except WriteFailed as exc:
+            return str(exc)
+        except Exception as exc:  # a bug, not a full disk: the other ranks stop, this one re-raises it
+            self._local_error = exc
+            return f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return None
+
+    def _settle(self, problem: str | None, tmp: Path, what: str) -> None:
+        failure = first_failure(problem)
+        if failure is None:
+            return
+        if self.topo.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        local, self._local_error = self._local_error, None
+        if local is not None:
+            raise local
+        raise CheckpointError(f"{what}: {failure}")
+
+    @staticmethod
+    def _fresh(tmp: Path) -> None:
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            tmp.mkdir(parents=True)
+        except OSError as exc:
+            raise as_write_failure(exc, tmp) from None
+
+    def _write_shards(self, tmp: Path, model_chunks, optimizer) -> None:
+        t, p = self.topo.tp_rank, self.topo.pp_rank
+        if self.topo.writes_model_state:
+            _save([trainable_state(chunk) for chunk in model_chunks], tmp / model_file(t, p))
+            _save(optimizer.state_dict(), tmp / optim_file(t, p))
+        _save(_rng_state(), tmp / rng_file(self.topo.rank))
+
+    def _publish(self, tmp: Path, final: Path, meta: dict[str, Any]) -> None:
+        _atomic_write_text(tmp / STATE_FILE, json.dumps(meta, indent=2))
+        if final.exists():
+            problem = verify(final)
+            if problem is None:  # the same step of an earlier run of this directory: replaced
+                shutil.rmtree(final)
+            else:
+                aside = final.with_name(final.name + ".unverified")
+                n = 1
+                while aside.exists():
+                    n += 1
+                    aside = final.with_name(f"{final.name}.unverified-{n}")
+                final.rename(aside)
+                print(f"warning: {final} does not verify ({problem}); kept as {aside.name}")
+        try:
+            tmp.rename(final)
+        except OSError as exc:
+            raise as_write_failure(exc, final) from None
+        self._prune()
+
     def _prune(self) -> None:
-        """Keep the newest checkpoint and the best ``save_top_k`` by validation loss."""
-        checkpoints = complete_checkpoints(self.directory)
+        """Keep the newest checkpoint and the best ``save_top_k`` by validation loss (-1: all).
+        Only checkpoints that verify are candidates; a damaged directory is never deleted."""
+        if self.save_top_k == -1:
+            return
+        checkpoints = [p for p in checkpoint_dirs(self.directory) if verify(p) is None]
         if not checkpoints:
             return
         keep = {checkpoints[-1]}
         scored = [(float(NAME.match(p.name).group(4)), p) for p in checkpoints
                   if NAME.match(p.name).group(4) not in (None, "nan")]
         scored.sort(key=lambda item: item[0], reverse=self.mode == "max")
-        keep |= {p for _, p in scored[: max(self.save_top_k, 0)]}
+        keep |= {p for _, p in scored[: self.save_top_k]}
         for path in checkpoints:
             if path not in keep:
                 shutil.rmtree(path, ignore_errors=True)
 
     def latest(self) -> Path | None:
-        found = complete_checkpoints(self.directory) if self.topo.is_main else None
-        path = broadcast_object(str(found[-1]) if found else None)
+        """The newest checkpoint that verifies, chosen by rank 0 and the same on every rank."""
+        path, error = broadcast_object(self._choose() if self.topo.is_main else None)
+        if error:
+            raise CheckpointError(error)
         return Path(path) if path else None
 
+    def _choose(self) -> tuple[str | None, str | None]:
+        candidates = checkpoint_dirs(self.directory)
+        for path in reversed(candidates):
+            problem = verify(path)
+            if problem is None:
+                return str(path), None
+            print(f"warning: skipping checkpoint {path}: {problem}")
+        if candidates:
+            return None, (f"none of the {len(candidates)} checkpoints in {self.directory} can be resumed from "
+                          f"(see the warnings above); move them away to start from the beginning")
+        return None, None
+
     def load(self, path: Path, model_chunks, optimizer) -> dict[str, Any]:
-        """Restore model, optimizer and RNG states; returns the saved metadata."""
+        """Restore model, optimizer and RNG states (every rank calls this); returns the saved metadata."""
         meta = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
         if (meta["tp_size"], meta["pp_size"], meta["world_size"]) != (
                 self.topo.tp_size, self.topo.pp_size, self.topo.world_size):
-            from sft_core import SftError
-
-            raise SftError(f"{path} was saved with TP={meta['tp_size']} PP={meta['pp_size']} on "
-                           f"{meta['world_size']} processes; resume with the same layout")
-        models = torch.load(path / f"model_{self._suffix()}.pt", weights_only=True, map_location="cpu")
-        for chunk, state in zip(model_chunks, models, strict=True):
-            load_trainable_state(chunk, state)
-        optimizer.load_state_dict(torch.load(path / f"optim_{self._suffix()}.pt", weights_only=True,
-                                             map_location="cpu"))
-        _set_rng_state(torch.load(path / f"rng_rank{self.topo.rank:05d}.pt", weights_only=True))
+            raise CheckpointError(f"{path} was saved with TP={meta['tp_size']} PP={meta['pp_size']} on "
+                                  f"{meta['world_size']} processes; resume with the same layout")
+        t, p = self.topo.tp_rank, self.topo.pp_rank
+        problem = None
+        try:
+            models = torch.load(path / model_file(t, p), weights_only=True, map_location="cpu")
+            for chunk, state in zip(model_chunks, models, strict=True):
+                load_trainable_state(chunk, state)
+            optimizer.load_state_dict(torch.load(path / optim_file(t, p), weights_only=True, map_location="cpu"))
+            _set_rng_state(torch.load(path / rng_file(self.topo.rank), weights_only=True))
+        except SftError as exc:
+            problem = f"{path}: {exc}"
+        except (KeyError, ValueError, TypeError, IndexError, RuntimeError, OSError, pickle.UnpicklingError) as exc:
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            problem = f"{path}: cannot restore this rank's state ({type(exc).__name__}: {first})"
+        failure = first_failure(problem)
+        if failure:
+            raise CheckpointError(failure)
         return meta

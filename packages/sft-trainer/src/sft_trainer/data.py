@@ -25,15 +25,7 @@ from sft_trainer.config.schema import DataSection, DatasetConfig
 
 def data_config(section: DataSection, ds: DatasetConfig, answer_only_loss: bool, seed: int) -> DataConfig:
     """The sft-data settings of one dataset section (the reference's model.data.*_ds keys)."""
-    pack_size = (ds.pack_size or ds.max_seq_length) if ds.packed_sequence else None
-    return DataConfig(
-        format=ds.format, prompt_template=ds.prompt_template, label_key=ds.label_key,
-        truncation_field=ds.truncation_field, truncation_method=ds.truncation_method, add_bos=ds.add_bos,
-        add_eos=ds.add_eos, add_sep=ds.add_sep, max_seq_length=ds.max_seq_length,
-        answer_only_loss=answer_only_loss, chat_template=section.chat_template,
-        chat_prompt_tokens=dict(section.chat_prompt_tokens), pack_size=pack_size,
-        packing_algorithm=ds.packing_algorithm, seed=seed, skip_invalid=ds.skip_invalid,
-    )
+    return ds.data_config(section, answer_only_loss, seed)
 
 
 def _files(file_path: str | list[str]) -> list[Path]:

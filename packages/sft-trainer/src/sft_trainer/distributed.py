@@ -64,6 +64,23 @@ def broadcast_object(value, src: int = 0):
     return box[0]
 
 
+def first_failure(problem: str | None) -> str | None:
+    """Whether any rank failed a step that can fail on some ranks only (a disk write): the lowest
+    failing rank's message on every rank, or None. A collective: every rank must call it, so it
+    also replaces a barrier, and no rank is left waiting for one that gave up."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return problem
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    flag = torch.tensor([problem is not None], dtype=torch.int32, device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    if not flag.item():
+        return None
+    problems = [None] * dist.get_world_size()
+    dist.all_gather_object(problems, problem)
+    rank, first = next((r, p) for r, p in enumerate(problems) if p is not None)
+    return first if rank == 0 else f"rank {rank}: {first}"
+
+
 def trainable_parameter_count(model_chunks) -> int:
     """Trainable parameters of the whole model, counted on every rank alike.
 

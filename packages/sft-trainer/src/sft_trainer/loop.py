@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import time
@@ -11,7 +12,7 @@ from sft_core import EventDispatcher, SftError
 from sft_trainer.budget import Budget
 from sft_trainer.checkpoint import CheckpointManager, TrainState
 from sft_trainer.data import BatchSource
-from sft_trainer.distributed import Topology
+from sft_trainer.distributed import Topology, first_failure
 from sft_trainer.optim import set_lr
 from sft_trainer.schedule import CosineAnnealing
 from sft_trainer.step import evaluate, train_step
@@ -19,6 +20,10 @@ from sft_trainer.step import evaluate, train_step
 
 class NonFiniteLossError(SftError):
     """The loss became NaN or Inf."""
+
+
+class MetricsWriteError(SftError):
+    """metrics.jsonl (a required logger) could not be written: every rank stops."""
 
 
 class StopSignal:
@@ -53,6 +58,8 @@ class Loop:
         self.inference = inference
         """``generation.validation.InferenceEvaluator`` when inference metrics are configured."""
         self.gbs = cfg.model.global_batch_size
+        self._unwritten: str | None = None
+        """Why a required logger (metrics.jsonl) failed on rank 0, until every rank has learned it."""
 
     def validate(self) -> float | None:
         if self.val is None or self.budget.val_batches == 0:
@@ -62,9 +69,22 @@ class Loop:
         metrics = {"validation/loss": loss}
         if self.inference is not None:
             metrics.update(self.inference.evaluate())
-        self.events.call("sft_on_log", step=self.state.step, metrics=metrics)
+        self._log(metrics)
         self.events.call("sft_on_validation_end", state=self.state, metrics=metrics)
         return loss
+
+    def _log(self, metrics: dict[str, float]) -> None:
+        if not self.topo.is_main or self._unwritten:
+            return
+        try:
+            self.events.call("sft_on_log", step=self.state.step, metrics=metrics)
+        except SftError as exc:  # only a required logger raises; the other ranks learn it in _stop_if_unwritten
+            self._unwritten = str(exc)
+
+    def _stop_if_unwritten(self) -> None:
+        failure = first_failure(self._unwritten)
+        if failure:
+            raise MetricsWriteError(f"metrics of step {self.state.step} not written: {failure}")
 
     def _improved(self, loss: float) -> bool:
         best = self.state.best_val_loss
@@ -117,9 +137,10 @@ class Loop:
             self._steps()
         except BaseException:
             self.state.extra["stopped"] = "error"
+            with contextlib.suppress(Exception):  # the error on its way out must not be replaced
+                self.events.call("sft_on_train_end", state=self.state)
             raise
-        finally:
-            self.events.call("sft_on_train_end", state=self.state)
+        self.events.call("sft_on_train_end", state=self.state)
         return self.state
 
     def _steps(self) -> None:
@@ -128,7 +149,7 @@ class Loop:
             while self.state.step < self.budget.max_steps:
                 metrics = self.step_once()
                 if self.state.step % sft.log_every_n_steps == 0 or self.state.step == self.budget.max_steps:
-                    self.events.call("sft_on_log", step=self.state.step, metrics=metrics)
+                    self._log(metrics)
                 self.events.call("sft_on_step_end", state=self.state, metrics=metrics)
                 last = self.state.step == self.budget.max_steps
                 validated = self.state.step % self.budget.val_check_interval == 0 or last
@@ -139,6 +160,7 @@ class Loop:
                         early_stop = self.state.validations_without_improvement >= sft.early_stopping.patience
                 else:
                     self.state.val_loss = None
+                self._stop_if_unwritten()
                 if self.state.step % self.budget.save_interval == 0 or last or early_stop or stop.requested:
                     self.save()
                 if early_stop:

@@ -14,6 +14,7 @@ from sft_data.tokenizers.base import Tokenizer
 from sft_trainer.config.schema import TrainConfig
 from sft_trainer.config.structured import to_dict
 from sft_trainer.distributed import Topology
+from sft_trainer.write_errors import WriteFailed, free_space, size_limit, write_problem
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,19 @@ def export_nemo(path: Path, base: BaseModel, cfg: TrainConfig, topo: Topology) -
     model_config.yaml carries the ``peft`` section (apply it to the base with ``sft merge-lora``).
     """
     from sft_model import save_nemo
+    from torch.distributed.checkpoint.api import CheckpointException
 
     select = base.peft.is_adapter_key if base.peft and base.peft.adapter_only else None
-    return save_nemo(path, base.loaded.handle, trained_model_config(base, cfg), base.loaded.tokenizer, select=select)
+    try:
+        return save_nemo(path, base.loaded.handle, trained_model_config(base, cfg), base.loaded.tokenizer, select=select)
+    except (OSError, RuntimeError) as exc:
+        problem = write_problem(exc, path)
+        if problem is None:
+            raise
+    except CheckpointException:
+        # a BaseException that carries only "Worker failure" (torch's distributed checkpoint sent
+        # the OS error to a log line): all we can add is the free space
+        problem = (f"{path}: writing the weights failed, the disk may be full ({free_space(path)} free there"
+                   f"{size_limit()})")
+    raise WriteFailed(f"the trained model was not exported: {problem}; an earlier {path.name} is unchanged, "
+                      f"the training checkpoints are intact") from None

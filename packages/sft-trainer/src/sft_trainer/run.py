@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +16,13 @@ from sft_trainer.config.loading import dump_config
 from sft_trainer.config.schema import TrainConfig
 from sft_trainer.config.structured import to_dict
 from sft_trainer.data import BatchPlan, BatchSource, data_config, resolve_dataset
-from sft_trainer.distributed import Topology, barrier, setup, trainable_parameter_count
+from sft_trainer.distributed import Topology, barrier, first_failure, setup, trainable_parameter_count
 from sft_trainer.loggers.base import LoggerPlugin, RunInfo
 from sft_trainer.loop import Loop
 from sft_trainer.model_io import PeftBinding, export_nemo, load_base_model
 from sft_trainer.optim import build_optimizer, training_dtype, wrap_ddp
 from sft_trainer.schedule import CosineAnnealing
+from sft_trainer.write_errors import WriteFailed, as_write_failure
 
 FINAL_NEMO = "megatron_gpt_sft.nemo"
 
@@ -65,9 +67,7 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
     m = cfg.model
     topo = setup(m.tensor_model_parallel_size, m.pipeline_model_parallel_size, m.seed)
     run_dir = run_directory(cfg)
-    if topo.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+    _stop_on_failure(_write_config(run_dir, cfg) if topo.is_main else None)
     registries = DataRegistries.from_plugin_manager(pm)
     dtype = training_dtype(cfg)
     peft = None
@@ -126,8 +126,11 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
     loop = Loop(cfg=cfg, topo=topo, model_chunks=chunks, optimizer=optimizer, train=train_source, val=val_source,
                 budget=budget, schedule=schedule, checkpoints=checkpoints, events=events,
                 state=state, use_te=base.use_te, inference=inference)
-    loggers = _start_loggers(pm, RunInfo(run_dir, cfg, budget.max_steps, state.step)) if topo.is_main else []
+    loggers, problem = [], None
+    if topo.is_main:
+        loggers, problem = _start_loggers(pm, RunInfo(run_dir, cfg, budget.max_steps, state.step))
     try:
+        _stop_on_failure(problem)
         state = loop.run()
     finally:
         for logger in loggers:
@@ -141,21 +144,44 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
     return TrainResult(run_dir, state, nemo_path)
 
 
-def _start_loggers(pm: pluggy.PluginManager, run: RunInfo) -> list[LoggerPlugin]:
-    """Each registered logger the config enables, registered as a plugin for this run."""
+def _stop_on_failure(problem: str | None) -> None:
+    """Every rank stops when a rank-0-only step (run-level files) failed."""
+    failure = first_failure(problem)
+    if failure:
+        raise WriteFailed(failure)
+
+
+def _write_config(run_dir: Path, cfg: TrainConfig) -> str | None:
+    path = run_dir / "config.yaml"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(dump_config(cfg), encoding="utf-8")
+    except OSError as exc:
+        return str(as_write_failure(exc, path))
+    return None
+
+
+def _start_loggers(pm: pluggy.PluginManager, run: RunInfo) -> tuple[list[LoggerPlugin], str | None]:
+    """Rank 0's loggers, each registered as a plugin of this run; one that cannot start is skipped
+    with a warning, unless it is ``required`` (metrics.jsonl): then the run stops, with the reason."""
     config = to_dict(run.config)
     started = []
     for entry in collect(pm, "sft_register_loggers", "logger"):
         try:
             logger = entry.value.create(run)
-        except Exception as exc:  # a logger that cannot start must not stop training
+        except Exception as exc:
+            if getattr(entry.value, "required", False):
+                for plugin in started:  # the run stops before it starts: close what was opened
+                    with contextlib.suppress(Exception):
+                        plugin.logger.close()
+                return started, f"logger {entry.name!r} could not start: {exc}"
             print(f"warning: logger {entry.name!r} could not start ({type(exc).__name__}: {exc}); skipped")
             continue
         if logger is not None:
             plugin = LoggerPlugin(entry.name, logger, config)
             pm.register(plugin, name=plugin.name)
             started.append(plugin)
-    return started
+    return started, None
 
 
 def _write_report(run_dir: Path) -> None:

@@ -2,6 +2,10 @@
 
 Keys the reference accepted that have no effect here are listed in ``IGNORED_REFERENCE_KEYS`` and
 accepted with a warning, so an Aligner YAML file loads; anything else unknown is an error.
+
+Every value is range-checked here (``config.checks``), when the config is read: a value that would
+only fail later, after the model has loaded, or that would train on silently with NaN or a negative
+learning rate, is one line naming its dotted key, the value and what is allowed.
 """
 
 from __future__ import annotations
@@ -9,146 +13,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sft_core import SftError
+from sft_trainer.config import checks
+from sft_trainer.config.model_section import (  # noqa: F401 (re-exported: the schema is one namespace)
+    DataSection,
+    DatasetConfig,
+    ModelSection,
+    OptimConfig,
+    PeftConfig,
+    SchedConfig,
+)
+from sft_trainer.config.structured import ConfigValueError
 
 PRECISIONS = ("bf16", "bf16-mixed", "32", "32-true", "fp32")
-
-
-@dataclass
-class SchedConfig:
-    name: str = "CosineAnnealing"
-    """Only CosineAnnealing (linear warmup from 0, constant phase, cosine decay to min_lr)."""
-    warmup_steps: int = 10
-    """Steps of linear warmup from 0 to lr."""
-    constant_steps: int = 1000
-    """Steps held at lr after warmup, before the cosine decay."""
-    min_lr: float = 9e-7
-    """The learning rate at the end of the decay (and after it)."""
-
-    def __post_init__(self) -> None:
-        if self.name != "CosineAnnealing":
-            raise SftError(f"model.optim.sched.name must be CosineAnnealing, got {self.name!r}")
-        if self.warmup_steps < 0 or self.constant_steps < 0:
-            raise SftError("warmup_steps and constant_steps must not be negative")
-
-
-@dataclass
-class OptimConfig:
-    name: str = "distributed_fused_adam"
-    """AdamW in every case; ``distributed_fused_adam`` shards optimizer state over data-parallel ranks."""
-    lr: float = 3e-5
-    """Peak learning rate."""
-    weight_decay: float = 0.01
-    """Decoupled weight decay (not applied to biases and norms)."""
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
-    """Adam betas."""
-    eps: float = 1e-8
-    """Adam epsilon."""
-    sched: SchedConfig = field(default_factory=SchedConfig)
-    """Learning-rate schedule."""
-
-    def __post_init__(self) -> None:
-        names = ("distributed_fused_adam", "fused_adam", "adam", "adamw", "mcore_distributed_optim")
-        if self.name not in names:
-            raise SftError(f"model.optim.name must be one of {names}, got {self.name!r}")
-        if len(self.betas) != 2:
-            raise SftError(f"model.optim.betas needs two values, got {self.betas}")
-        if self.lr <= 0:
-            raise SftError(f"model.optim.lr must be positive, got {self.lr}")
-
-
-@dataclass
-class DatasetConfig:
-    file_path: str | list[str] | None = None
-    """JSONL file(s), or a directory written by ``sft prepare`` (used as is)."""
-    prompt_template: str = "{input} {output}"
-    """Prompt-response template; the label placeholder is last."""
-    label_key: str = "output"
-    """Prompt-response answer field."""
-    truncation_field: str = "input"
-    """Comma-separated fields truncated first when too long."""
-    truncation_method: str = "right"
-    """``right`` or ``left``."""
-    add_bos: bool = False
-    """Prepend BOS (prompt-response)."""
-    add_eos: bool = True
-    """Append a trained EOS (prompt-response)."""
-    add_sep: bool = False
-    """Separator between prompt and answer (prompt-response)."""
-    max_seq_length: int = 2048
-    """Longest sample in tokens."""
-    packed_sequence: bool = False
-    """Pack samples into ``pack_size`` rows (position ids restart, no attention across samples)."""
-    pack_size: int | None = None
-    """Tokens per packed row; defaults to max_seq_length."""
-    packing_algorithm: str = "first_fit_shuffle"
-    """A registered packing algorithm."""
-    shuffle: bool = True
-    """Shuffle every epoch (validation never shuffles)."""
-    drop_last: bool = True
-    """Drop the last incomplete global batch of an epoch."""
-    skip_invalid: bool = False
-    """Skip invalid records instead of failing."""
-    format: str = "auto"
-    """Record format (auto-detected by default)."""
-
-
-@dataclass
-class DataSection:
-    chat: bool = False
-    """The reference's switch for chat data; records are detected either way, kept for compatibility."""
-    chat_prompt_tokens: dict[str, Any] = field(default_factory=dict)
-    """NeMo chat control strings (system_turn_start, turn_start, label_start, end_of_turn, end_of_name)."""
-    chat_template: str | None = None
-    """Chat template name, .jinja file, or ``tokenizer``; default: nemo for NeMo chat records."""
-    train_ds: DatasetConfig = field(default_factory=DatasetConfig)
-    """Training data."""
-    validation_ds: DatasetConfig = field(default_factory=lambda: DatasetConfig(shuffle=False, drop_last=False))
-    """Validation data."""
-
-
-@dataclass
-class PeftConfig:
-    peft_scheme: str = "none"
-    """``none`` or a PEFT method registered by a plugin (``lora`` with sft-lora)."""
-    lora_tuning: dict[str, Any] = field(default_factory=dict)
-    """LoRA settings, validated by the plugin that implements ``lora``."""
-
-
-@dataclass
-class ModelSection:
-    restore_from_path: str | None = None
-    """The ``.nemo`` to fine-tune."""
-    tensor_model_parallel_size: int = 1
-    """Tensor-parallel ranks."""
-    pipeline_model_parallel_size: int = 1
-    """Pipeline stages."""
-    micro_batch_size: int = 1
-    """Rows per forward pass on one rank."""
-    global_batch_size: int = 128
-    """Rows per optimizer step over all data-parallel ranks and micro-batches."""
-    answer_only_loss: bool = True
-    """Train only on answers / assistant turns."""
-    seed: int = 1234
-    """Seed for initialisation, dropout, data order."""
-    hidden_dropout: float = 0.0
-    """Dropout after attention and MLP."""
-    attention_dropout: float = 0.0
-    """Dropout on attention probabilities."""
-    ffn_dropout: float = 0.0
-    """Accepted for compatibility; megatron-core applies hidden_dropout to the MLP output."""
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    """Optimizer and schedule."""
-    data: DataSection = field(default_factory=DataSection)
-    """Data."""
-    peft: PeftConfig = field(default_factory=PeftConfig)
-    """Parameter-efficient fine-tuning."""
-
-    def __post_init__(self) -> None:
-        for key in ("tensor_model_parallel_size", "pipeline_model_parallel_size", "micro_batch_size",
-                    "global_batch_size"):
-            if getattr(self, key) < 1:
-                raise SftError(f"model.{key} must be at least 1, got {getattr(self, key)}")
 
 
 @dataclass
@@ -159,6 +35,10 @@ class EarlyStoppingConfig:
     """Validations without improvement before stopping."""
     min_delta: float = 0.0
     """Smallest decrease that counts as an improvement."""
+
+    def __post_init__(self) -> None:
+        checks.integer(self, "patience", 1)
+        checks.number(self, "min_delta", 0.0)
 
 
 @dataclass
@@ -178,8 +58,10 @@ class InferenceMetricsConfig:
 
     def __post_init__(self) -> None:
         for key in ("num_samples", "max_new_tokens", "batch_size"):
-            if getattr(self, key) < 1:
-                raise SftError(f"trainer.sft.inference_metrics.{key} must be at least 1, got {getattr(self, key)}")
+            checks.integer(self, key, 1)
+        for i, name in enumerate(self.metrics):
+            if not name.strip():
+                raise ConfigValueError(f"metrics[{i}]", name, "a registered metric name")
 
 
 @dataclass
@@ -207,6 +89,21 @@ class SFTLoopConfig:
     inference_metrics: InferenceMetricsConfig = field(default_factory=InferenceMetricsConfig)
     """Generation metrics computed at each validation."""
 
+    def __post_init__(self) -> None:
+        if self.max_epochs is not None:
+            checks.integer(self, "max_epochs", 0, also=(-1,))
+        checks.integer(self, "max_steps", 0, also=(-1,))
+        if self.max_steps == -1 and self.max_epochs in (None, -1):
+            raise ConfigValueError("max_steps", self.max_steps, "set (>= 0) when max_epochs is null or -1: "
+                                   "the run would have no end")
+        checks.count_or_fraction(self, "val_check_interval", zero_ok=False)
+        if self.save_interval is not None:
+            checks.integer(self, "save_interval", 1)
+        checks.count_or_fraction(self, "limit_val_batches", zero_ok=True)
+        checks.count_or_fraction(self, "limit_train_batches", zero_ok=False)
+        checks.number(self, "gradient_clip_val", 0.0)
+        checks.integer(self, "log_every_n_steps", 1)
+
 
 @dataclass
 class TrainerSection:
@@ -223,15 +120,19 @@ class TrainerSection:
 
     def __post_init__(self) -> None:
         if str(self.precision) not in (*PRECISIONS, "16", "16-mixed", "bf16-true"):
-            raise SftError(f"trainer.precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.accelerator not in ("auto", "gpu", "cpu"):
-            raise SftError(f"trainer.accelerator must be auto, gpu or cpu, got {self.accelerator!r}")
+            raise ConfigValueError("precision", self.precision, "one of " + ", ".join(PRECISIONS))
+        checks.choice(self, "accelerator", ("auto", "gpu", "cpu"))
+        if isinstance(self.devices, int):  # informational, but Lightning's rules: -1 is "all"
+            checks.integer(self, "devices", 1, also=(-1,))
+        else:
+            checks.text(self, "devices")
+        checks.integer(self, "num_nodes", 1)
 
 
 @dataclass
 class CheckpointCallbackParams:
     save_top_k: int = 5
-    """Keep the best k checkpoints by ``monitor`` (plus the last)."""
+    """Keep the best k checkpoints by ``monitor`` (plus the newest, always); -1 keeps every one."""
     monitor: str = "val_loss"
     """Only validation loss is monitored."""
     mode: str = "min"
@@ -240,10 +141,9 @@ class CheckpointCallbackParams:
     """Write ``megatron_gpt_sft.nemo`` at the end."""
 
     def __post_init__(self) -> None:
-        if self.mode not in ("min", "max"):
-            raise SftError(f"checkpoint_callback_params.mode must be min or max, got {self.mode!r}")
-        if self.monitor not in ("val_loss", "validation/loss"):
-            raise SftError(f"checkpoint_callback_params.monitor must be val_loss, got {self.monitor!r}")
+        checks.integer(self, "save_top_k", 0, also=(-1,))
+        checks.choice(self, "mode", ("min", "max"))
+        checks.choice(self, "monitor", ("val_loss", "validation/loss"))
 
 
 @dataclass
@@ -267,6 +167,11 @@ class ExpManagerSection:
     create_tensorboard_logger: bool = True
     """Log to TensorBoard when the sft-tensorboard plugin is installed."""
 
+    def __post_init__(self) -> None:
+        checks.text(self, "explicit_log_dir", optional=True)
+        checks.text(self, "exp_dir", optional=True)
+        checks.text(self, "name")
+
 
 @dataclass
 class TrainConfig:
@@ -278,3 +183,6 @@ class TrainConfig:
     """Model, data, optimizer."""
     exp_manager: ExpManagerSection = field(default_factory=ExpManagerSection)
     """Outputs, checkpoints, resume, loggers."""
+
+    def __post_init__(self) -> None:
+        checks.text(self, "name")

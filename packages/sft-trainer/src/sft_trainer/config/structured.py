@@ -21,6 +21,18 @@ class ConfigError(SftError):
     """A bad configuration key or value."""
 
 
+class ConfigValueError(ConfigError):
+    """A value outside its allowed range; ``key`` is relative to the section that raised it until
+    ``from_dict`` puts the section's path in front."""
+
+    def __init__(self, key: str, value: Any, allowed: str):
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"config key {key!r} must be {allowed}, got {value!r}")
+
+    def under(self, path: str) -> ConfigValueError:
+        return ConfigValueError(f"{path}.{self.key}" if path else self.key, self.value, self.allowed)
+
+
 def closest(name: str, options: list[str], path: str = "") -> str:
     match = difflib.get_close_matches(name, options, n=1, cutoff=0.5)
     if not match:
@@ -101,6 +113,8 @@ def from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
         kwargs[name] = _convert(value, hints[name], full)
     try:
         return cls(**kwargs)
+    except ConfigValueError as exc:  # raised by this class's own __post_init__: its key lacks our path
+        raise exc.under(path) from None
     except ConfigError:
         raise
     except SftError as exc:

@@ -29,7 +29,8 @@ class RunInfo:
 
 
 class LoggerFactory(Protocol):
-    """Registered through ``sft_register_loggers``."""
+    """Registered through ``sft_register_loggers``. A factory (and its logger) may set
+    ``required = True``: then a failure stops the run instead of disabling the logger."""
 
     name: str
 
@@ -44,6 +45,8 @@ class LoggerPlugin:
         self.name = f"logger:{name}"
         self.logger = logger
         self.config = config
+        self.required = bool(getattr(logger, "required", False))
+        """The dispatcher lets a required plugin's failure through instead of disabling it."""
 
     @hookimpl
     def sft_on_train_start(self, state, model) -> None:

@@ -1,11 +1,21 @@
-"""``metrics.jsonl``: one JSON object per logged step, always written in the run directory."""
+"""``metrics.jsonl``: one JSON object per logged step, always written in the run directory.
+
+It is the run's own record (the report reads it), so unlike plugin loggers a failure to write it
+stops the run (``required``), as one line naming the file and the cause. A resumed run replays
+the steps after its checkpoint: on start, lines of later steps (and a line cut short by a kill)
+are dropped first, in an atomic rewrite, so each step appears once however often the run was
+interrupted.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
+
+from sft_trainer.write_errors import as_write_failure
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -18,28 +28,81 @@ def _clean(value: Any) -> Any:
 
 
 class JsonlLogger:
+    required = True
+    """Its failures stop the run instead of disabling it (see ``LoggerPlugin`` and sft_core.EventDispatcher)."""
+
     def __init__(self, path: Path):
         self.path = path
-        self._file = path.open("a", encoding="utf-8")
+        try:
+            self._file = path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise as_write_failure(exc, path) from None
 
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
         record = {"step": step, **{k: _clean(v) for k, v in metrics.items()}}
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+        except OSError as exc:
+            raise as_write_failure(exc, self.path) from None
 
     def log_config(self, config: dict[str, Any]) -> None:
         """Nothing: the trainer writes config.yaml itself, beside this file."""
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as exc:  # the last buffered bytes could not be written
+            raise as_write_failure(exc, self.path) from None
 
 
 class JsonlLoggerFactory:
     name = "jsonl"
+    required = True
 
     def create(self, run: Any) -> JsonlLogger:
-        run.run_dir.mkdir(parents=True, exist_ok=True)
-        return JsonlLogger(run.run_dir / METRICS_FILE)
+        path = run.run_dir / METRICS_FILE
+        try:
+            run.run_dir.mkdir(parents=True, exist_ok=True)
+            dropped = trim_after(path, run.start_step)
+        except OSError as exc:
+            raise as_write_failure(exc, path) from None
+        if dropped:
+            print(f"{path}: dropped {dropped} line(s) after step {run.start_step}; those steps run again")
+        return JsonlLogger(path)
+
+
+def trim_after(path: Path, step: int) -> int:
+    """Drop the records of steps after ``step`` and lines that are not JSON records (one a kill cut
+    short); rewrites ``path`` atomically when anything changes. Returns the number of lines dropped."""
+    if not path.is_file():
+        return 0
+    raw = path.read_bytes()
+    kept, dropped = [], 0
+    for line in raw.decode("utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int) or record["step"] > step:
+            dropped += 1
+        else:
+            kept.append(line)
+    text = "".join(line + "\n" for line in kept)
+    if text.encode("utf-8") == raw:
+        return 0
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dropped
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -1,0 +1,267 @@
+"""Damaged and tampered training checkpoints, built by the tests: resume reports each in one line,
+never runs what it holds, falls back to the newest checkpoint that verifies, and trains on exactly
+as an uninterrupted run; damaged directories are never deleted."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import pluggy
+import pytest
+import torch
+
+hookimpl = pluggy.HookimplMarker("sft")
+COMMON = ("trainer.sft.max_steps=6", "exp_manager.checkpoint_callback_params.save_nemo_on_train_end=false")
+MODEL, OPTIM, RNG = "model_tp00_pp000.pt", "optim_tp00_pp000.pt", "rng_rank00000.pt"
+
+
+class Killed(BaseException):
+    """Stands in for a kill: the run stops at once (event hooks mute plain Exceptions)."""
+
+
+class KillAfterSave:
+    def __init__(self, step: int):
+        self.step = step
+
+    @hookimpl
+    def sft_on_save(self, state, path):
+        if state.step == self.step:
+            raise Killed(path)
+
+
+class Payload:
+    """Unpickled by a plain loader, it creates ``marker``: a stand-in for running anything."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def plugin_manager(*plugins):
+    from sft_core import get_plugin_manager
+
+    pm = get_plugin_manager(load_entrypoints=False)
+    for plugin in plugins:
+        pm.register(plugin)
+    return pm
+
+
+def records(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def losses(run_dir: Path) -> dict[int, float]:
+    return {r["step"]: r["train/loss"] for r in records(run_dir) if "train/loss" in r}
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / "checkpoints").glob("megatron_gpt_sft--step=*"))
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def baseline(tiny_nemo, train_config, tmp_path_factory) -> dict[int, float]:
+    from sft_trainer.run import train
+
+    run = tmp_path_factory.mktemp("baseline") / "run"
+    train(train_config(tiny_nemo, run, *COMMON), plugin_manager())
+    return losses(run)
+
+
+@pytest.fixture(scope="module")
+def interrupted(tiny_nemo, train_config, tmp_path_factory) -> Path:
+    """A 6-step run killed right after its step-4 checkpoint: checkpoints at steps 2 and 4."""
+    from sft_trainer.run import train
+
+    run = tmp_path_factory.mktemp("interrupted") / "run"
+    with pytest.raises(Killed):
+        train(train_config(tiny_nemo, run, *COMMON), plugin_manager(KillAfterSave(4)))
+    assert [int(p.name.split("step=")[1][:6]) for p in checkpoints(run)] == [2, 4]
+    return run
+
+
+def _edit_state(checkpoint: Path, change) -> None:
+    meta = json.loads((checkpoint / "state.json").read_text())
+    change(meta)
+    (checkpoint / "state.json").write_text(json.dumps(meta))
+
+
+def _truncate(file: Path) -> None:
+    file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
+
+
+# each: how to damage a checkpoint directory, and what the one-line report must say
+DAMAGE = {
+    "pickle-in-model": (lambda c, m: torch.save([{"w": Payload(m)}], c / MODEL),
+                        f"{MODEL}: refused by the weights-only loader, nothing in it was run"),
+    "pickle-in-optim": (lambda c, m: torch.save({"state": {0: Payload(m)}, "param_groups": []}, c / OPTIM),
+                        f"{OPTIM}: refused by the weights-only loader"),
+    "raw-pickle-rng": (lambda c, m: (c / RNG).write_bytes(pickle.dumps({"torch": Payload(m)})),
+                       f"{RNG}: not a torch zip-format file"),
+    "truncated": (lambda c, m: _truncate(c / OPTIM), f"{OPTIM}: truncated or corrupt"),
+    "empty-file": (lambda c, m: (c / MODEL).write_bytes(b""), f"{MODEL}: not a torch zip-format file"),
+    "missing-file": (lambda c, m: (c / RNG).unlink(), f"{RNG}: missing"),
+    "wrong-content": (lambda c, m: torch.save({"not": torch.zeros(1)}, c / MODEL), f"{MODEL}: holds a dict, not what"),
+    "corrupt-json": (lambda c, m: (c / "state.json").write_text('{"state": {"step": 4,'),
+                     "state.json is not valid JSON (Expecting property name"),
+    "extra-json": (lambda c, m: (c / "state.json").write_text((c / "state.json").read_text() + '\n{"step": 99}\n'),
+                   "state.json is not valid JSON (Extra data at line"),
+    "not-an-object": (lambda c, m: (c / "state.json").write_text("[1, 2]"), "state.json: the file is not a JSON object"),
+    "missing-key": (lambda c, m: _edit_state(c, lambda s: s["state"].pop("consumed_samples")),
+                    "state.json: no key state.consumed_samples"),
+    "missing-top-key": (lambda c, m: _edit_state(c, lambda s: s.pop("world_size")), "state.json: no key world_size"),
+    "wrong-type": (lambda c, m: _edit_state(c, lambda s: s["state"].update(step="4")),
+                   "state.json: state.step is '4', expected int"),
+    "unknown-key": (lambda c, m: _edit_state(c, lambda s: s["state"].update(evil=1)),
+                    "state.json: unknown key state.evil"),
+    "bad-topology": (lambda c, m: _edit_state(c, lambda s: s.update(tp_size=3)),
+                     "state.json: world_size 1 is not a multiple of tp_size 3"),
+    "name-mismatch": (lambda c, m: _edit_state(c, lambda s: s["state"].update(step=2)),
+                      "its name does not match state.json, which describes megatron_gpt_sft--step=000002"),
+    "no-state-json": (lambda c, m: (c / "state.json").unlink(), "no state.json (an interrupted save"),
+}
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_verify_names_the_problem_and_runs_nothing(interrupted, tmp_path, kind):
+    from sft_trainer.checkpoint_verify import verify
+
+    checkpoint = tmp_path / checkpoints(interrupted)[-1].name
+    shutil.copytree(checkpoints(interrupted)[-1], checkpoint)
+    assert verify(checkpoint) is None
+    damage, expected = DAMAGE[kind]
+    marker = tmp_path / "marker"
+    damage(checkpoint, marker)
+    problem = verify(checkpoint)
+    assert problem is not None and problem.startswith(expected), problem
+    assert "\n" not in problem
+    assert not marker.exists()
+
+
+def test_the_payload_is_live(tmp_path):
+    """The hostile files above are real: an unrestricted loader runs them."""
+    marker = tmp_path / "marker"
+    pickle.loads(pickle.dumps(Payload(marker))).close()
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("kind", ["pickle-in-model", "raw-pickle-rng", "truncated", "corrupt-json", "extra-json",
+                                  "missing-key", "wrong-type"])
+def test_resume_skips_a_damaged_newest_checkpoint(tiny_nemo, train_config, interrupted, baseline, tmp_path, capsys,
+                                                  kind):
+    from sft_trainer.run import train
+
+    run = tmp_path / "run"
+    shutil.copytree(interrupted, run)
+    good, damaged = checkpoints(run)
+    damage, expected = DAMAGE[kind]
+    marker = tmp_path / "marker"
+    damage(damaged, marker)
+    evidence = snapshot(damaged)
+    capsys.readouterr()
+    cfg = train_config(tiny_nemo, run, *COMMON, "exp_manager.checkpoint_callback_params.save_top_k=1")
+    result = train(cfg, plugin_manager())
+    out = capsys.readouterr().out
+    reports = [line for line in out.splitlines() if "skipping checkpoint" in line]
+    assert len(reports) == 1, out
+    assert reports[0].startswith(f"warning: skipping checkpoint {damaged}: {expected}"), reports[0]
+    assert f"resuming from {good.name} (step 2)" in out
+    assert result.state.step == 6
+    assert not marker.exists()
+    # the same trajectory as the uninterrupted run, each step in metrics.jsonl once
+    assert losses(run) == baseline
+    assert [r["step"] for r in records(run) if "train/loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in records(run) if "validation/loss" in r] == [2, 4, 6]
+    # the damaged directory was re-saved under its name: moved aside, not deleted, unchanged
+    assert snapshot(damaged.with_name(damaged.name + ".unverified")) == evidence
+
+
+def test_a_fake_newest_directory_is_skipped_and_kept(tiny_nemo, train_config, interrupted, baseline, tmp_path, capsys):
+    """A directory named like a newer checkpoint holding only a consistent state.json."""
+    from sft_trainer.run import train
+    from sft_trainer.train_state import TrainState, checkpoint_name
+
+    run = tmp_path / "run"
+    shutil.copytree(interrupted, run)
+    newest = checkpoints(run)[-1]
+    meta = json.loads((newest / "state.json").read_text())
+    meta["state"].update(step=99, consumed_samples=792, val_loss=None)
+    fake = run / "checkpoints" / checkpoint_name(TrainState(**meta["state"]))
+    fake.mkdir()
+    (fake / "state.json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    cfg = train_config(tiny_nemo, run, *COMMON, "exp_manager.checkpoint_callback_params.save_top_k=0")
+    train(cfg, plugin_manager())
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if "skipping" in line] == [
+        f"warning: skipping checkpoint {fake}: {MODEL}: missing"]
+    assert f"resuming from {newest.name} (step 4)" in out
+    assert losses(run) == baseline
+    # save_top_k=0 pruned every other checkpoint but the newest; the fake one is not the pruner's to delete
+    assert fake.is_dir() and [p.name for p in checkpoints(run)][-1] == fake.name
+    assert len(checkpoints(run)) == 2
+
+
+def test_no_checkpoint_that_verifies_is_an_error_not_a_fresh_start(tiny_nemo, train_config, interrupted, tmp_path):
+    from sft_trainer.checkpoint import CheckpointError
+    from sft_trainer.run import train
+
+    run = tmp_path / "run"
+    shutil.copytree(interrupted, run)
+    for checkpoint in checkpoints(run):
+        _truncate(checkpoint / MODEL)
+    before = (run / "metrics.jsonl").read_bytes()
+    with pytest.raises(CheckpointError, match=r"^none of the 2 checkpoints in .* can be resumed from"):
+        train(train_config(tiny_nemo, run, *COMMON), plugin_manager())
+    assert len(checkpoints(run)) == 2
+    assert (run / "metrics.jsonl").read_bytes() == before
+
+
+class KillAfterValidation:
+    """Killed after step 4's metrics (train and validation lines) are written, before its checkpoint."""
+
+    @hookimpl
+    def sft_on_validation_end(self, state, metrics):
+        if state.step == 4:
+            raise Killed()
+
+
+def test_metrics_hold_each_step_once_after_a_kill_between_metrics_and_checkpoint(
+        tiny_nemo, train_config, baseline, tmp_path, capsys):
+    from sft_trainer.run import train
+
+    run = tmp_path / "run"
+    with pytest.raises(Killed):
+        train(train_config(tiny_nemo, run, *COMMON), plugin_manager(KillAfterValidation()))
+    assert [r["step"] for r in records(run)] == [1, 2, 2, 3, 4, 4]  # step 4 logged ...
+    assert len(checkpoints(run)) == 1  # ... but only step 2 saved
+    with (run / "metrics.jsonl").open("a") as handle:
+        handle.write('{"step": 5, "train/lo')  # and a line cut short by a second kill
+    capsys.readouterr()
+    train(train_config(tiny_nemo, run, *COMMON), plugin_manager())
+    out = capsys.readouterr().out
+    assert f"{run / 'metrics.jsonl'}: dropped 4 line(s) after step 2; those steps run again" in out
+    assert [r["step"] for r in records(run) if "train/loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in records(run) if "validation/loss" in r] == [2, 4, 6]
+    assert losses(run) == baseline
+
+
+def test_trim_keeps_earlier_steps_byte_for_byte(tmp_path):
+    from sft_trainer.loggers.jsonl import trim_after
+
+    path = tmp_path / "metrics.jsonl"
+    lines = ['{"step": 1, "train/loss": 5.0}', '{"step": 2, "validation/loss": "nan"}', '{"step": 3, "x": 1}',
+             'not json', '[1, 2]', '{"no_step": 1}', '{"step": 2, "train/loss": 4.5}']
+    path.write_text("\n".join(lines) + "\n")
+    assert trim_after(path, 2) == 4
+    assert path.read_text() == "\n".join([lines[0], lines[1], lines[6]]) + "\n"
+    assert trim_after(path, 2) == 0
+    assert not list(tmp_path.glob("*.partial"))
