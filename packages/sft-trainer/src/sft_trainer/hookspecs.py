@@ -40,12 +40,26 @@ def sft_register_loggers(register: Callable[..., None]) -> None:
 def sft_register_peft_methods(register: Callable[..., None]) -> None:
     """Register PEFT methods: ``register(method)`` with ``method.name`` (what
     ``model.peft.peft_scheme`` selects), ``method.apply(model_chunks, peft_config, model_config)``
+    (``peft_config``: the ``model.peft`` section as a dict, plugins' sections such as ``lora_tuning`` in it)
     which freezes base weights after loading, returning the trainable parameter count, and
     optionally ``method.layer_spec(spec, layer_number, peft_config, model_config) -> ModuleSpec``
     (called before the model is built, per transformer layer, 1-based global number: adapters come
     in through the layer spec) with ``method.is_adapter_key(key) -> bool`` (the checkpoint keys it
     adds: absent from the base .nemo, the only ones in the exported .nemo). Only trainable
     parameters go into training checkpoints."""
+
+
+@hookspec
+def sft_register_config_sections(register: Callable[..., None]) -> None:
+    """Declare the plugin's own configuration: ``register(ConfigSection(path, schema))``
+    (``sft_trainer.config.sections``) where ``schema`` is a dataclass whose fields are the keys under
+    the dotted ``path`` — a node of its own (``model.peft.lora_tuning``) or keys beside the host's
+    (``exp_manager.create_wandb_logger``). Values are typed, range-checked in the dataclass's
+    ``__post_init__`` (raise ``SftError``) and named with their full key in errors; an unknown key
+    inside the plugin's node names the plugin. The typed value is ``TrainConfig.section(schema)``
+    (its defaults when the config does not mention it), and the section is written back into the
+    run's config.yaml, checkpoints and ``.nemo`` at its path. A key declared by two plugins, or by a
+    plugin and sft-trainer, is an error naming both."""
 
 
 @hookspec

@@ -19,7 +19,8 @@ from sft_trainer.write_errors import WriteFailed, free_space, size_limit, write_
 
 @dataclass(frozen=True)
 class PeftBinding:
-    """A registered PEFT method with the run's ``model.peft`` section (see the hookspec)."""
+    """A registered PEFT method with the run's ``model.peft`` section as a dict, plugins' sections
+    (``lora_tuning``) included (see the hookspec)."""
 
     method: Any
     config: Any
@@ -64,14 +65,14 @@ class BaseModel:
 
 
 def load_base_model(path: str, registries: DataRegistries, *, dtype: torch.dtype,
-                    dropout: tuple[float, float], peft: PeftBinding | None = None) -> BaseModel:
-    """The base .nemo built for this rank; a PEFT method's modules come in through the layer specs,
-    and its adapter weights, absent from the base checkpoint, keep their initial values."""
+                    overrides: dict[str, Any], peft: PeftBinding | None = None) -> BaseModel:
+    """The base .nemo built for this rank, ``overrides`` (dropouts, RoPE scaling) replacing its config
+    values; a PEFT method's modules come in through the layer specs, and its adapter weights, absent
+    from the base checkpoint, keep their initial values."""
     from sft_core import SftError
     from sft_model import load_nemo
 
-    hidden, attention = dropout
-    loaded = load_nemo(path, overrides={"hidden_dropout": hidden, "attention_dropout": attention}, dtype=dtype,
+    loaded = load_nemo(path, overrides=overrides, dtype=dtype,
                        layer_spec_transform=peft.layer_spec_transform() if peft else None,
                        absent_ok=peft.is_adapter_key if peft else None)
     if loaded.tokenizer is None:
@@ -86,11 +87,12 @@ def load_base_model(path: str, registries: DataRegistries, *, dtype: torch.dtype
 def trained_model_config(base: BaseModel, cfg: TrainConfig):
     """The model config with the training config merged in, as the reference's saved .nemo has it:
     the data section (prompt template, chat prompt tokens), optimizer and PEFT settings."""
+    model = to_dict(cfg)["model"]
     extra = dict(base.config.extra)
-    extra["optim"] = to_dict(cfg.model.optim)
-    extra["peft"] = to_dict(cfg.model.peft)
+    extra["optim"] = model["optim"]
+    extra["peft"] = model["peft"]
     extra["answer_only_loss"] = cfg.model.answer_only_loss
-    return base.config.replace(data=to_dict(cfg.model.data), extra=extra)
+    return base.config.replace(data=model["data"], extra=extra)
 
 
 def export_nemo(path: Path, base: BaseModel, cfg: TrainConfig, topo: Topology) -> Path:

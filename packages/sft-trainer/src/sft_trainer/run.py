@@ -13,6 +13,7 @@ from sft_data.registries import DataRegistries
 from sft_trainer.budget import Budget
 from sft_trainer.checkpoint import CheckpointManager, TrainState
 from sft_trainer.config.loading import dump_config
+from sft_trainer.config.reference_keys import unused_table
 from sft_trainer.config.schema import TrainConfig
 from sft_trainer.config.structured import to_dict
 from sft_trainer.data import BatchPlan, BatchSource, data_config, resolve_dataset
@@ -44,12 +45,14 @@ def run_directory(cfg: TrainConfig) -> Path:
 def _val_source(dataset, cfg: TrainConfig, topo: Topology, pad_id: int, fixed: int | None) -> BatchSource | None:
     if dataset is None:
         return None
-    unit = cfg.model.micro_batch_size * topo.dp_size
-    gbs = min(cfg.model.global_batch_size, dataset.num_bins // unit * unit)
+    ds = cfg.model.data.validation_ds  # the reference's validation batch sizes, else the run's
+    micro = ds.micro_batch_size or cfg.model.micro_batch_size
+    unit = micro * topo.dp_size
+    gbs = min(ds.global_batch_size or cfg.model.global_batch_size, dataset.num_bins // unit * unit)
     if gbs < unit:
         raise SftError(f"the validation data has {dataset.num_bins} rows, fewer than micro_batch_size × "
                        f"data-parallel size ({unit})")
-    plan = BatchPlan(gbs, cfg.model.micro_batch_size, topo.dp_size)
+    plan = BatchPlan(gbs // unit * unit, micro, topo.dp_size)
     return BatchSource(dataset, plan, seed=cfg.model.seed, dp_rank=topo.dp_rank, shuffle=False, pad_id=pad_id,
                        fixed_length=fixed)
 
@@ -68,16 +71,18 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
     topo = setup(m.tensor_model_parallel_size, m.pipeline_model_parallel_size, m.seed)
     run_dir = run_directory(cfg)
     _stop_on_failure(_write_config(run_dir, cfg) if topo.is_main else None)
+    if topo.is_main:
+        for line in [*unused_table(cfg.unused), *(f"warning: {w}" for w in cfg.warnings)]:
+            print(line)
     registries = DataRegistries.from_plugin_manager(pm)
     dtype = training_dtype(cfg)
     peft = None
     if m.peft.peft_scheme != "none":
         peft = PeftBinding(collect(pm, "sft_register_peft_methods", "PEFT method").get(m.peft.peft_scheme),
-                           m.peft)
-    base = load_base_model(m.restore_from_path, registries, dtype=dtype, dropout=(m.hidden_dropout, m.attention_dropout),
-                           peft=peft)
+                           to_dict(cfg)["model"]["peft"])
+    base = load_base_model(m.restore_from_path, registries, dtype=dtype, overrides=m.model_overrides(), peft=peft)
     if peft is not None:
-        peft.method.apply(base.chunks, m.peft, base.config)
+        peft.method.apply(base.chunks, peft.config, base.config)
         trainable = trainable_parameter_count(base.chunks)  # the method's own count is this rank's share
         if topo.is_main:
             print(f"PEFT {m.peft.peft_scheme}: {trainable:,} trainable parameters")

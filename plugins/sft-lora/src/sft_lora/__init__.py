@@ -19,8 +19,16 @@ def sft_register_peft_methods(register):
     register(LoraMethod())
 
 
-# optionalhook: the trainer's own plugin manager (``train(cfg)`` without the CLI) has no CLI hookspecs
-@hookimpl(optionalhook=True)
+@hookimpl
+def sft_register_config_sections(register):
+    from sft_trainer.config.sections import ConfigSection
+
+    from sft_lora.config import LoraTuning
+
+    register(ConfigSection("model.peft.lora_tuning", LoraTuning))
+
+
+@hookimpl
 def sft_register_commands(cli):
     from sft_lora.merge import merge_lora_command
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 TARGETS = ("attention_qkv", "attention_dense", "mlp_fc1", "mlp_fc2")
 GROUPS = {"attention": ("attention_qkv", "attention_dense"), "mlp": ("mlp_fc1", "mlp_fc2"), "all": TARGETS}
 INIT_METHODS = ("xavier", "normal", "kaiming", "zero")
 KEYS = ("target_modules", "adapter_dim", "alpha", "adapter_dropout", "column_init_method", "row_init_method",
-        "layer_selection")
+        "layer_selection", "weight_tying", "position_embedding_strategy")
 
 
 class LoraConfigError(ValueError):
@@ -59,6 +59,9 @@ def _expand(targets: Any) -> tuple[str, ...]:
 
 def parse(raw: dict[str, Any] | None) -> LoraSettings:
     raw = dict(raw or {})
+    if raw.get("weight_tying"):
+        raise LoraConfigError("model.peft.lora_tuning.weight_tying=true (one adapter shared by every layer) is not "
+                              "supported; set it to false")
     unknown = sorted(set(raw) - set(KEYS))
     if unknown:
         raise LoraConfigError(f"unknown key model.peft.lora_tuning.{unknown[0]}; known: {', '.join(KEYS)}")
@@ -79,3 +82,35 @@ def parse(raw: dict[str, Any] | None) -> LoraSettings:
         column_init_method=raw.get("column_init_method", "xavier"), row_init_method=raw.get("row_init_method", "zero"),
         layer_selection=tuple(int(n) for n in layers) if layers else None,
     )
+
+
+@dataclass
+class LoraTuning:
+    """``model.peft.lora_tuning``: the reference's keys, as the plugin's own config section."""
+
+    target_modules: list[str] = field(default_factory=lambda: ["attention_qkv"])
+    """``attention_qkv``, ``attention_dense``, ``mlp_fc1``, ``mlp_fc2``, or the groups ``attention``, ``mlp``, ``all``."""
+    adapter_dim: int = 32
+    """The adapters' rank."""
+    alpha: float | None = None
+    """Scale numerator: outputs are multiplied by alpha / adapter_dim; None means adapter_dim (scale 1)."""
+    adapter_dropout: float = 0.0
+    """Dropout on the adapter's input."""
+    column_init_method: str = "xavier"
+    """Initialisation of A: xavier, normal, kaiming or zero."""
+    row_init_method: str = "zero"
+    """Initialisation of B: zero makes the adapted model start as the base."""
+    layer_selection: list[int] | None = None
+    """1-based layer numbers that get adapters; None: every layer."""
+    weight_tying: bool = False
+    """The reference's shared-adapter option; only false is supported."""
+    position_embedding_strategy: str | None = None
+    """Used by the reference only with weight_tying; no effect here."""
+
+    def __post_init__(self) -> None:
+        from sft_core import SftError
+
+        try:
+            parse(asdict(self))
+        except LoraConfigError as exc:
+            raise SftError(str(exc)) from None

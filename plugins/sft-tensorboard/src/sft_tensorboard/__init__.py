@@ -8,6 +8,7 @@ Registered through the ``sft`` entry point ``tensorboard``; enabled by
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sft_core import hookimpl
@@ -19,13 +20,28 @@ __all__ = ["EVENTS_DIR", "MissingDependencyError", "TensorBoardLogger", "TensorB
 EVENTS_DIR = "tensorboard"
 
 
+@dataclass
+class TensorBoardSettings:
+    """The reference's key, under ``exp_manager``."""
+
+    create_tensorboard_logger: bool = True
+    """Write TensorBoard event files under ``<run_dir>/tensorboard``."""
+
+
 class TensorBoardLoggerFactory:
     name = "tensorboard"
 
     def create(self, run: Any) -> TensorBoardLogger | None:
-        if not getattr(run.config.exp_manager, "create_tensorboard_logger", False):
+        if not run.config.section(TensorBoardSettings).create_tensorboard_logger:
             return None
         return TensorBoardLogger(run.run_dir / EVENTS_DIR)
+
+
+@hookimpl
+def sft_register_config_sections(register):
+    from sft_trainer.config.sections import ConfigSection
+
+    register(ConfigSection("exp_manager", TensorBoardSettings))
 
 
 @hookimpl

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass, field
 from typing import Any
 
 from sft_core import hookimpl
@@ -59,14 +60,40 @@ class WandbLogger:
         self.run.finish()
 
 
+@dataclass
+class WandbSettings:
+    """The reference's keys, under ``exp_manager``."""
+
+    create_wandb_logger: bool = False
+    """Log to Weights & Biases."""
+    wandb_logger_kwargs: dict[str, Any] = field(default_factory=dict)
+    """``project``, ``name``, ``entity``, ``group``, ``tags``, ``notes``, ``id``, ``job_type``, ``resume``
+    (passed to ``wandb.init``), ``save_dir``, ``offline`` (default true)."""
+
+    def __post_init__(self) -> None:
+        from sft_core import SftError
+
+        unknown = sorted(set(self.wandb_logger_kwargs) - {*INIT_KEYS, "save_dir", "offline"})
+        if unknown:
+            raise SftError(f"unknown config key 'exp_manager.wandb_logger_kwargs.{unknown[0]}' (known: "
+                           f"{', '.join((*INIT_KEYS, 'save_dir', 'offline'))})")
+
+
 class WandbLoggerFactory:
     name = "wandb"
 
     def create(self, run: Any) -> WandbLogger | None:
-        em = run.config.exp_manager
-        if not getattr(em, "create_wandb_logger", False):
+        settings = run.config.section(WandbSettings)
+        if not settings.create_wandb_logger:
             return None
-        return WandbLogger(run.run_dir, dict(em.wandb_logger_kwargs or {}))
+        return WandbLogger(run.run_dir, dict(settings.wandb_logger_kwargs))
+
+
+@hookimpl
+def sft_register_config_sections(register):
+    from sft_trainer.config.sections import ConfigSection
+
+    register(ConfigSection("exp_manager", WandbSettings))
 
 
 @hookimpl

@@ -29,7 +29,7 @@ def train_command(app, config_path: Path | None, overrides: tuple[str, ...]) -> 
     for item in overrides:
         if "=" not in item:
             raise click.UsageError(f"expected key=value, got {item!r}")
-    cfg = load_config(config_path, overrides)
+    cfg = load_config(config_path, overrides, app.pm)
     result = train(cfg, app.pm)
     import torch.distributed as dist
 

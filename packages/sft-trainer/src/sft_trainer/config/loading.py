@@ -1,82 +1,114 @@
-"""Reading a training config: YAML file + ``key=value`` overrides -> ``TrainConfig``."""
+"""Reading a training config the way the reference does, with OmegaConf: a YAML file, ``key=value``
+overrides (Hydra style, ``+key=value`` too), ``${...}`` interpolations (absolute and relative)
+resolved, ``???`` a one-line error naming the missing key. The resolved tree is then split three
+ways: keys of the reference's that have no effect here (listed once, with the reason), plugin
+sections (each plugin's own typed dataclass) and the host schema (``TrainConfig``), which is strict
+about unknown keys, types and ranges.
+"""
 
 from __future__ import annotations
 
-import copy
-import warnings
+import dataclasses
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pluggy
 import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from sft_trainer.config.reference_keys import UnusedKey, take_unused
 from sft_trainer.config.schema import TrainConfig
-from sft_trainer.config.structured import ConfigError, apply_override, from_dict, parse_override, to_dict
-
-# Keys of the reference's gpt_sft.yaml that mean nothing here (dataloader tuning, NeMo internals).
-# They are dropped with a warning so an Aligner config loads unchanged.
-_DATASET_IGNORED = ("num_workers", "pin_memory", "memmap_workers", "index_mapping_dir", "hf_dataset",
-                    "concat_sampling_probabilities", "global_batch_size", "micro_batch_size",
-                    "truncation_field_mapping", "max_num_samples", "output_original_text", "prompt_template_keys",
-                    "min_seq_length", "pad_seq_length_to_mult", "ceil_to_power_2", "label_keys")
-IGNORED_REFERENCE_KEYS = frozenset(
-    [f"model.data.{ds}.{key}" for ds in ("train_ds", "validation_ds") for key in _DATASET_IGNORED]
-    + ["model.data.sample", "model.data.num_workers", "model.sequence_parallel", "model.activations_checkpoint_granularity",
-       "model.activations_checkpoint_method", "model.activations_checkpoint_num_layers", "model.encoder_seq_length",
-       "model.save_nemo_on_validation_end", "model.megatron_amp_O2", "model.gradient_as_bucket_view",
-       "model.mcore_gpt", "model.transformer_engine", "model.use_flash_attention", "model.steps_to_profile",
-       "trainer.logger", "trainer.enable_checkpointing", "trainer.use_distributed_sampler", "trainer.max_time",
-       "trainer.max_epochs", "trainer.max_steps", "trainer.log_every_n_steps", "trainer.sft.save_top_k",
-       "exp_manager.create_early_stopping_callback", "exp_manager.checkpoint_callback_params.always_save_nemo",
-       "exp_manager.checkpoint_callback_params.filename", "exp_manager.checkpoint_callback_params.model_parallel_size",
-       "exp_manager.checkpoint_callback_params.save_best_model", "exp_manager.resume_from_checkpoint",
-       "exp_manager.resume_ignore_no_checkpoint", "exp_manager.log_step_timing", "exp_manager.log_global_rank_0_only"]
-)
+from sft_trainer.config.sections import absent_plugin_keys, registered_sections, take_sections
+from sft_trainer.config.structured import ConfigError, from_dict, parse_override, to_dict
 
 
-def _drop_ignored(data: dict[str, Any], prefix: str = "") -> list[str]:
-    dropped = []
-    for key in list(data):
-        path = f"{prefix}.{key}" if prefix else key
-        if path in IGNORED_REFERENCE_KEYS:
-            del data[key]
-            dropped.append(path)
-        elif isinstance(data[key], dict):
-            dropped += _drop_ignored(data[key], path)
-    return dropped
+def _one_line(exc: OmegaConfBaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
+def read_config_file(path: str | Path) -> DictConfig:
+    """A YAML config file as OmegaConf reads it (interpolations still unresolved)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    try:
+        loaded = OmegaConf.create(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{path}: {_one_line(exc)}") from None
+    if not isinstance(loaded, DictConfig):
         raise ConfigError(f"{path}: a config file must be a mapping at the top level")
-    return data
+    return loaded
 
 
-def build_config(data: dict[str, Any], overrides: Sequence[str] = ()) -> TrainConfig:
-    """``data`` (a parsed YAML mapping) with overrides applied, checked and typed."""
-    data = copy.deepcopy(data)
+def _apply_overrides(config: DictConfig, overrides: Sequence[str]) -> None:
     for text in overrides:
         key, value = parse_override(text)
-        apply_override(data, key, value)
-    dropped = _drop_ignored(data)
-    if dropped:
-        warnings.warn(f"ignored reference config keys (no effect here): {', '.join(dropped)}", stacklevel=2)
-    return from_dict(TrainConfig, data)
+        try:
+            OmegaConf.update(config, key, value, merge=True, force_add=True)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"cannot set {key!r}: {_one_line(exc)}") from None
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"cannot set {key!r}: {exc}") from None
 
 
-def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
-    return build_config(read_yaml(path) if path else {}, overrides)
+def resolve(config: DictConfig) -> dict[str, Any]:
+    """The plain tree with every interpolation resolved; a ``???`` left is an error naming its key."""
+    try:
+        return OmegaConf.to_container(config, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
+    except MissingMandatoryValue as exc:
+        key = exc.full_key or "?"
+        raise ConfigError(f"config key {key!r} is required (??? in the config): set it, e.g. {key}=...") from None
+    except OmegaConfBaseException as exc:
+        where = f"config key {exc.full_key!r}: " if getattr(exc, "full_key", None) else ""
+        raise ConfigError(f"{where}cannot resolve an interpolation ({_one_line(exc)})") from None
+
+
+def _host_keys(path: str) -> list[str] | None:
+    """The host schema's keys under ``path``, or None when the host has no such section."""
+    cls: Any = TrainConfig
+    for part in path.split("."):
+        if not dataclasses.is_dataclass(cls) or part not in {f.name for f in dataclasses.fields(cls) if f.init}:
+            return None
+        cls = typing.get_type_hints(cls)[part]
+    return [f.name for f in dataclasses.fields(cls) if f.init] if dataclasses.is_dataclass(cls) else None
+
+
+def build_config(data: dict[str, Any] | DictConfig, overrides: Sequence[str] = (),
+                 pm: pluggy.PluginManager | None = None) -> TrainConfig:
+    """``data`` (a mapping, or a file read by ``read_config_file``) with overrides applied, resolved,
+    checked and typed."""
+    if pm is None:
+        from sft_core import get_plugin_manager
+
+        pm = get_plugin_manager()
+    config = data if isinstance(data, DictConfig) else OmegaConf.create(dict(data))
+    config = config.copy()
+    _apply_overrides(config, overrides)
+    tree = resolve(config)
+    unused: list[UnusedKey] = take_unused(tree)
+    sections = registered_sections(pm)
+    accepted, warnings = absent_plugin_keys(tree, sections)
+    unused += [UnusedKey(key, value, reason) for key, value, reason in accepted]
+    plugin_sections = take_sections(tree, sections, _host_keys)
+    cfg = from_dict(TrainConfig, tree)
+    cfg.sections = plugin_sections
+    cfg.unused = unused
+    cfg.warnings = warnings
+    return cfg
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = (),
+                pm: pluggy.PluginManager | None = None) -> TrainConfig:
+    return build_config(read_config_file(path) if path else {}, overrides, pm)
 
 
 def dump_config(config: TrainConfig) -> str:

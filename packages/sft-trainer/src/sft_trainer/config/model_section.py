@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sft_core import SftError
-from sft_data.config import DataConfig
-from sft_data.templates.base import ChatPromptTokens
 
 from sft_trainer.config import checks
+from sft_trainer.config.dataset_section import DataSection
 from sft_trainer.config.structured import ConfigError, ConfigValueError
 
 
@@ -61,93 +60,10 @@ class OptimConfig:
 
 
 @dataclass
-class DatasetConfig:
-    file_path: str | list[str] | None = None
-    """JSONL file(s), or a directory written by ``sft prepare`` (used as is)."""
-    prompt_template: str = "{input} {output}"
-    """Prompt-response template; the label placeholder is last."""
-    label_key: str = "output"
-    """Prompt-response answer field."""
-    truncation_field: str = "input"
-    """Comma-separated fields truncated first when too long."""
-    truncation_method: str = "right"
-    """``right`` or ``left``."""
-    add_bos: bool = False
-    """Prepend BOS (prompt-response)."""
-    add_eos: bool = True
-    """Append a trained EOS (prompt-response)."""
-    add_sep: bool = False
-    """Separator between prompt and answer (prompt-response)."""
-    max_seq_length: int = 2048
-    """Longest sample in tokens."""
-    packed_sequence: bool = False
-    """Pack samples into ``pack_size`` rows (position ids restart, no attention across samples)."""
-    pack_size: int | None = None
-    """Tokens per packed row; defaults to max_seq_length."""
-    packing_algorithm: str = "first_fit_shuffle"
-    """A registered packing algorithm."""
-    shuffle: bool = True
-    """Shuffle every epoch (validation never shuffles)."""
-    drop_last: bool = True
-    """Drop the last incomplete global batch of an epoch."""
-    skip_invalid: bool = False
-    """Skip invalid records instead of failing."""
-    format: str = "auto"
-    """Record format (auto-detected by default)."""
-
-    def __post_init__(self) -> None:
-        paths = [self.file_path] if isinstance(self.file_path, str) else self.file_path
-        if paths is not None and (not paths or not all(isinstance(p, str) and p.strip() for p in paths)):
-            raise ConfigValueError("file_path", self.file_path, "a path, a non-empty list of paths, or null")
-        checks.text(self, "label_key")
-        checks.choice(self, "truncation_method", ("right", "left"))
-        checks.integer(self, "max_seq_length", 2)
-        if self.pack_size is not None:
-            checks.integer(self, "pack_size", self.max_seq_length)
-        checks.text(self, "packing_algorithm")
-        checks.text(self, "format")
-
-    def data_config(self, section: DataSection, answer_only_loss: bool, seed: int) -> DataConfig:
-        """The sft-data settings of this dataset (the reference's model.data.*_ds keys)."""
-        pack_size = (self.pack_size or self.max_seq_length) if self.packed_sequence else None
-        return DataConfig(
-            format=self.format, prompt_template=self.prompt_template, label_key=self.label_key,
-            truncation_field=self.truncation_field, truncation_method=self.truncation_method, add_bos=self.add_bos,
-            add_eos=self.add_eos, add_sep=self.add_sep, max_seq_length=self.max_seq_length,
-            answer_only_loss=answer_only_loss, chat_template=section.chat_template,
-            chat_prompt_tokens=dict(section.chat_prompt_tokens), pack_size=pack_size,
-            packing_algorithm=self.packing_algorithm, seed=seed, skip_invalid=self.skip_invalid,
-        )
-
-
-@dataclass
-class DataSection:
-    chat: bool = False
-    """The reference's switch for chat data; records are detected either way, kept for compatibility."""
-    chat_prompt_tokens: dict[str, Any] = field(default_factory=dict)
-    """NeMo chat control strings (system_turn_start, turn_start, label_start, end_of_turn, end_of_name)."""
-    chat_template: str | None = None
-    """Chat template name, .jinja file, or ``tokenizer``; default: nemo for NeMo chat records."""
-    train_ds: DatasetConfig = field(default_factory=DatasetConfig)
-    """Training data."""
-    validation_ds: DatasetConfig = field(default_factory=lambda: DatasetConfig(shuffle=False, drop_last=False))
-    """Validation data."""
-
-    def __post_init__(self) -> None:
-        checks.text(self, "chat_template", optional=True)
-        try:
-            ChatPromptTokens.from_dict(self.chat_prompt_tokens)
-        except SftError:
-            raise ConfigValueError("chat_prompt_tokens", self.chat_prompt_tokens, "a mapping of "
-                                   + ", ".join(ChatPromptTokens.__dataclass_fields__) + " to strings") from None
-
-
-@dataclass
 class PeftConfig:
     peft_scheme: str = "none"
-    """``none`` or a PEFT method registered by a plugin (``lora`` with sft-lora)."""
-    lora_tuning: dict[str, Any] = field(default_factory=dict)
-    """LoRA settings, validated by the plugin that implements ``lora``."""
+    """``none`` or a PEFT method registered by a plugin (``lora`` with sft-lora, whose settings are
+    its own section, ``model.peft.lora_tuning``)."""
 
     def __post_init__(self) -> None:
         checks.text(self, "peft_scheme")
@@ -161,10 +77,12 @@ class ModelSection:
     """Tensor-parallel ranks."""
     pipeline_model_parallel_size: int = 1
     """Pipeline stages."""
-    micro_batch_size: int = 1
-    """Rows per forward pass on one rank."""
-    global_batch_size: int = 128
-    """Rows per optimizer step over all data-parallel ranks and micro-batches."""
+    micro_batch_size: int | None = None
+    """Rows per forward pass on one rank (default 1); the reference's place is
+    ``model.data.train_ds.micro_batch_size``, which is honoured too (a different value in both is an error)."""
+    global_batch_size: int | None = None
+    """Rows per optimizer step over all data-parallel ranks and micro-batches (default 128); also read
+    from ``model.data.train_ds.global_batch_size``, the reference's place."""
     answer_only_loss: bool = True
     """Train only on answers / assistant turns."""
     seed: int = 1234
@@ -173,8 +91,9 @@ class ModelSection:
     """Dropout after attention and MLP."""
     attention_dropout: float = 0.0
     """Dropout on attention probabilities."""
-    ffn_dropout: float = 0.0
-    """Accepted for compatibility; megatron-core applies hidden_dropout to the MLP output."""
+    seq_len_interpolation_factor: float | None = None
+    """Linear RoPE position interpolation (positions divided by this factor) for sequences longer than
+    the base model was trained on; None keeps the base model's value."""
     optim: OptimConfig = field(default_factory=OptimConfig)
     """Optimizer and schedule."""
     data: DataSection = field(default_factory=DataSection)
@@ -184,6 +103,7 @@ class ModelSection:
 
     def __post_init__(self) -> None:
         checks.text(self, "restore_from_path", optional=True)
+        self._batch_sizes()
         for key in ("tensor_model_parallel_size", "pipeline_model_parallel_size", "micro_batch_size",
                     "global_batch_size"):
             checks.integer(self, key, 1)
@@ -191,8 +111,10 @@ class ModelSection:
             raise ConfigValueError("global_batch_size", self.global_batch_size,
                                    f"a multiple of micro_batch_size ({self.micro_batch_size})")
         checks.integer(self, "seed", 0, 2**32 - 1)
-        for key in ("hidden_dropout", "attention_dropout", "ffn_dropout"):
+        for key in ("hidden_dropout", "attention_dropout"):
             checks.number(self, key, 0.0, 1.0, high_open=True)
+        if self.seq_len_interpolation_factor is not None:
+            checks.number(self, "seq_len_interpolation_factor", 1.0)
         # the data settings sft-data checks itself (label placeholder, chat tokens, add_sep...), now
         # rather than after the model has loaded
         for name in ("train_ds", "validation_ds"):
@@ -200,3 +122,22 @@ class ModelSection:
                 getattr(self.data, name).data_config(self.data, self.answer_only_loss, self.seed)
             except SftError as exc:
                 raise ConfigError(f"model.data.{name}: {exc}") from None
+
+    def model_overrides(self) -> dict[str, Any]:
+        """The base model's config values this training config replaces (as the reference's train
+        script copies them onto the restored model)."""
+        overrides: dict[str, Any] = {"hidden_dropout": self.hidden_dropout, "attention_dropout": self.attention_dropout}
+        if self.seq_len_interpolation_factor is not None:
+            overrides["seq_len_interpolation_factor"] = self.seq_len_interpolation_factor
+        return overrides
+
+    def _batch_sizes(self) -> None:
+        """One value per batch size, from ``model.*`` or the reference's ``model.data.train_ds.*``."""
+        for key, default in (("global_batch_size", 128), ("micro_batch_size", 1)):
+            ours, reference = getattr(self, key), getattr(self.data.train_ds, key)
+            if ours is not None and reference is not None and ours != reference:
+                raise ConfigError(f"model.{key}={ours} and model.data.train_ds.{key}={reference} disagree; "
+                                  f"set one of them")
+            value = next((v for v in (ours, reference) if v is not None), default)
+            setattr(self, key, value)
+            setattr(self.data.train_ds, key, value)

@@ -1,7 +1,8 @@
 """The training configuration: NeMo-Aligner's ``gpt_sft.yaml`` keys, typed and documented.
 
-Keys the reference accepted that have no effect here are listed in ``IGNORED_REFERENCE_KEYS`` and
-accepted with a warning, so an Aligner YAML file loads; anything else unknown is an error.
+Keys the reference accepted that have no effect here are listed in ``reference_keys`` (shown once,
+with the reason), so an Aligner YAML file loads; plugins own their sections (``sections``); anything
+else unknown is an error.
 
 Every value is range-checked here (``config.checks``), when the config is read: a value that would
 only fail later, after the model has loaded, or that would train on silently with NaN or a negative
@@ -14,9 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sft_trainer.config import checks
+from sft_trainer.config.dataset_section import DataSection, DatasetConfig  # noqa: F401 (one namespace)
 from sft_trainer.config.model_section import (  # noqa: F401 (re-exported: the schema is one namespace)
-    DataSection,
-    DatasetConfig,
     ModelSection,
     OptimConfig,
     PeftConfig,
@@ -109,10 +109,6 @@ class SFTLoopConfig:
 class TrainerSection:
     precision: str | int = "bf16"
     """``bf16`` (GPU default; fp32 master weights) or ``32``. CPU runs always use fp32."""
-    devices: int | str = 1
-    """Informational: processes come from torchrun."""
-    num_nodes: int = 1
-    """Informational: nodes come from torchrun."""
     accelerator: str = "auto"
     """``auto`` (GPU when available), ``gpu`` or ``cpu``."""
     sft: SFTLoopConfig = field(default_factory=SFTLoopConfig)
@@ -122,11 +118,6 @@ class TrainerSection:
         if str(self.precision) not in (*PRECISIONS, "16", "16-mixed", "bf16-true"):
             raise ConfigValueError("precision", self.precision, "one of " + ", ".join(PRECISIONS))
         checks.choice(self, "accelerator", ("auto", "gpu", "cpu"))
-        if isinstance(self.devices, int):  # informational, but Lightning's rules: -1 is "all"
-            checks.integer(self, "devices", 1, also=(-1,))
-        else:
-            checks.text(self, "devices")
-        checks.integer(self, "num_nodes", 1)
 
 
 @dataclass
@@ -160,13 +151,6 @@ class ExpManagerSection:
     """Write checkpoints."""
     checkpoint_callback_params: CheckpointCallbackParams = field(default_factory=CheckpointCallbackParams)
     """Checkpoint selection."""
-    create_wandb_logger: bool = False
-    """Log to Weights & Biases (needs the sft-wandb plugin)."""
-    wandb_logger_kwargs: dict[str, Any] = field(default_factory=dict)
-    """W&B project, name, ..."""
-    create_tensorboard_logger: bool = True
-    """Log to TensorBoard when the sft-tensorboard plugin is installed."""
-
     def __post_init__(self) -> None:
         checks.text(self, "explicit_log_dir", optional=True)
         checks.text(self, "exp_dir", optional=True)
@@ -183,6 +167,21 @@ class TrainConfig:
     """Model, data, optimizer."""
     exp_manager: ExpManagerSection = field(default_factory=ExpManagerSection)
     """Outputs, checkpoints, resume, loggers."""
+    sections: list[tuple[Any, Any]] = field(default_factory=list, init=False, repr=False)
+    """Plugins' sections: (``ConfigSection``, its typed value), filled by the loader."""
+    unused: list[Any] = field(default_factory=list, init=False, repr=False)
+    """The reference's keys found in the config that change nothing here (``UnusedKey``)."""
+    warnings: list[str] = field(default_factory=list, init=False, repr=False)
+    """Lines to show the user once (a missing optional plugin)."""
 
     def __post_init__(self) -> None:
         checks.text(self, "name")
+
+    def section(self, schema: type) -> Any:
+        """A plugin's typed section (its defaults when the config does not mention it)."""
+        for declared, value in self.sections:
+            if declared.schema is schema:
+                return value
+        from sft_trainer.config.structured import from_dict
+
+        return from_dict(schema, {})

@@ -122,8 +122,15 @@ def from_dict(cls: type, data: dict[str, Any], path: str = "") -> Any:
 
 
 def to_dict(obj: Any) -> Any:
+    """Plain data for YAML/JSON: a config's keys (its plugins' sections merged in at their paths)."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        out = {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
+        for section, value in getattr(obj, "sections", ()):
+            node = out
+            for part in section.path.split("."):
+                node = node.setdefault(part, {})
+            node.update(to_dict(value))
+        return out
     if isinstance(obj, list | tuple):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):
