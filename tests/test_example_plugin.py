@@ -136,3 +136,15 @@ def test_the_plugin_command_replaces_a_target_only_with_overwrite(site, tmp_path
     assert replaced.returncode == 0, replaced.stderr
     assert target.read_text() == '{"input": "What is 2+2?", "output": "4"}\n'
     assert os.listdir(out) == ["qa.jsonl"]
+
+
+def test_the_readme_s_try_it_commands_run_as_written():
+    readme = (EXAMPLE / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Trying it in the workspace", 1)[1]
+    script = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    env = {k: v for k, v in os.environ.items() if k != "SFT_DISABLE_PLUGINS"}
+    env["COLUMNS"] = "200"
+    run = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, cwd=REPO,
+                         env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "example_format" in run.stdout and "0.1.0" in run.stdout

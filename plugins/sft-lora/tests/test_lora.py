@@ -148,7 +148,7 @@ def test_merge_lora_folds_alpha_over_dim(nemo, trained, tmp_path):
     assert merged.config.extra["peft"]["peft_scheme"] == "none"
     listing = json.loads(CliRunner().invoke(cli, ["plugins", "--json"]).output)
     lora = next(p for p in listing["plugins"] if p["name"] == "lora")
-    assert lora["hooks"] == ["sft_register_commands", "sft_register_peft_methods"]
+    assert lora["hooks"] == ["sft_register_commands", "sft_register_config_sections", "sft_register_peft_methods"]
 
 
 def test_merge_lora_replaces_an_existing_output_only_with_overwrite(nemo, trained, tmp_path, monkeypatch):
