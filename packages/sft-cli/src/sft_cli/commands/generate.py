@@ -38,7 +38,8 @@ def _params(max_new_tokens, temperature, top_k, top_p, repetition_penalty, greed
 @overwrite_option()
 @click.option("--chat", is_flag=True, help="Interactive multi-turn conversation (empty line or Ctrl-D ends).")
 @click.option("--max-new-tokens", default=128, show_default=True, type=click.IntRange(min=1))
-@click.option("--temperature", type=float, help="Sample with this temperature (default: greedy).")
+@click.option("--temperature", type=click.FloatRange(min=0),
+              help="Sample with this temperature; 0 is greedy (the default).")
 @click.option("--top-k", type=click.IntRange(min=0), help="Sample among the k most likely tokens.")
 @click.option("--top-p", type=float, help="Nucleus sampling: the smallest set with this probability.")
 @click.option("--repetition-penalty", default=1.0, show_default=True, type=float)
