@@ -15,6 +15,9 @@ from sft_trainer.config.schema import TrainConfig
 from sft_trainer.config.structured import to_dict
 from sft_trainer.distributed import Topology
 
+BASE_KEY = "restore_from_path"
+"""Top-level key of a saved config naming the base .nemo the run started from (the reference's name)."""
+
 
 @dataclass(frozen=True)
 class PeftBinding:
@@ -84,11 +87,13 @@ def load_base_model(path: str, registries: DataRegistries, *, dtype: torch.dtype
 
 def trained_model_config(base: BaseModel, cfg: TrainConfig):
     """The model config with the training config merged in, as the reference's saved .nemo has it:
-    the data section (prompt template, chat prompt tokens), optimizer and PEFT settings."""
+    the data section (prompt template, chat prompt tokens), optimizer and PEFT settings, and the
+    base it started from (``restore_from_path``, absolute: an adapter-only .nemo is used with it)."""
     extra = dict(base.config.extra)
     extra["optim"] = to_dict(cfg.model.optim)
     extra["peft"] = to_dict(cfg.model.peft)
     extra["answer_only_loss"] = cfg.model.answer_only_loss
+    extra[BASE_KEY] = str(Path(cfg.model.restore_from_path).resolve())
     return base.config.replace(data=to_dict(cfg.model.data), extra=extra)
 
 
