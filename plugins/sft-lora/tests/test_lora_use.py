@@ -151,3 +151,18 @@ def test_nemo_to_hf_of_an_adapter_writes_the_merged_model(cli, lora_run, tmp_pat
     assert base_hf.exit_code == 0
     q = "model.layers.0.self_attn.q_proj.weight"
     assert not torch.equal(tensors("base-hf")[q], got[q])  # the adapter was folded in
+
+
+def test_an_adapter_whose_peft_method_is_not_loaded(lora_run):
+    from sft_core import get_plugin_manager
+    from sft_data.registries import DataRegistries
+    from sft_trainer.adapters import AdapterError
+    from sft_trainer.generation.runner import Generator
+
+    base, adapter, merged = lora_run
+    pm = get_plugin_manager(load_entrypoints=False)  # as with SFT_DISABLE_PLUGINS=lora
+    with pytest.raises(AdapterError) as caught:
+        Generator(adapter, DataRegistries.from_plugin_manager(pm), pm=pm, base=base)
+    assert str(caught.value) == (f"{adapter}: an adapter-only .nemo of PEFT method 'lora', which no loaded plugin "
+                                 f"provides (unknown PEFT method 'lora' (available: none))")
+    assert Generator(merged, DataRegistries.from_plugin_manager(pm), pm=pm).prompts is not None  # full: no plugin needed

@@ -78,8 +78,18 @@ def read_adapter(path: str | Path) -> AdapterNemo | None:
     return AdapterNemo(Path(path), config)
 
 
-def peft_method(pm: pluggy.PluginManager, scheme: str):
-    return collect(pm, "sft_register_peft_methods", "PEFT method").get(scheme)
+def peft_method(pm: pluggy.PluginManager | None, adapter: AdapterNemo):
+    """The PEFT method the adapter was trained with, as a plugin registered it (``pm`` None: the
+    installed plugins)."""
+    if pm is None:
+        from sft_core import get_plugin_manager
+
+        pm = get_plugin_manager()
+    methods = collect(pm, "sft_register_peft_methods", "PEFT method")
+    if adapter.scheme not in methods:
+        raise AdapterError(f"{adapter.path}: an adapter-only .nemo of PEFT method {adapter.scheme!r}, which no "
+                           f"loaded plugin provides ({methods.unknown_message(adapter.scheme)})")
+    return methods.get(adapter.scheme)
 
 
 def load_with_base(base: str | Path, adapter: str | Path, peft_config: Any, method: Any, *, dtype=None):
@@ -96,11 +106,11 @@ def load_with_base(base: str | Path, adapter: str | Path, peft_config: Any, meth
     return loaded
 
 
-def load_adapted(adapter: AdapterNemo, pm: pluggy.PluginManager, *, base: str | Path | None = None,
+def load_adapted(adapter: AdapterNemo, pm: pluggy.PluginManager | None, *, base: str | Path | None = None,
                  merged: bool = False, dtype=None):
     """The adapter's base with the adapter applied; ``merged``: folded into the base weights (the
     method's ``merge``), so the model has the base's plain layout (what an HF export needs)."""
-    method = peft_method(pm, adapter.scheme)
+    method = peft_method(pm, adapter)
     loaded = load_with_base(adapter.base_path(base), adapter.path, adapter.peft, method, dtype=dtype)
     if merged:
         merge = getattr(method, "merge", None)
@@ -111,7 +121,7 @@ def load_adapted(adapter: AdapterNemo, pm: pluggy.PluginManager, *, base: str | 
     return loaded
 
 
-def load_for_use(path: str | Path, pm: pluggy.PluginManager, *, base: str | Path | None = None,
+def load_for_use(path: str | Path, pm: pluggy.PluginManager | None, *, base: str | Path | None = None,
                  merged: bool = False, dtype=None):
     """``(LoadedModel, config)`` for ``sft generate`` / ``sft convert``: a full .nemo as it is, an
     adapter-only one on its base (``config`` is then the adapter's: the template it was trained with)."""

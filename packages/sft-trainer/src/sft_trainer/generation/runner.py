@@ -101,10 +101,6 @@ class Generator:
                  pm: pluggy.PluginManager | None = None, base: str | Path | None = None):
         from sft_trainer.adapters import load_for_use
 
-        if pm is None:
-            from sft_core import get_plugin_manager
-
-            pm = get_plugin_manager()
         # kept: its temporary directory holds the tokenizer files
         self.loaded, config = load_for_use(path, pm, base=base)
         if self.loaded.tokenizer is None:
