@@ -28,3 +28,20 @@ def test_prompt_input_and_usage_errors(run, tiny, tmp_path):
     data.write_text('{"input": "x", "output": "y"}\n{not json\n')
     bad = run("generate", tiny, "--input", data)
     assert bad.exit_code == 1 and "in.jsonl:2" in bad.stderr
+
+
+def test_temperature_zero_is_greedy_and_a_negative_one_names_the_flag(run, tiny):
+    def answer(*extra):
+        result = run("generate", tiny, "--prompt", "What colour is snow?", "--max-new-tokens", "12", *extra)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    greedy = answer()
+    assert greedy.strip()  # the random model does say something, so the comparisons below mean something
+    assert answer("--temperature", "0") == greedy
+    assert answer("--temperature", "0", "--top-k", "50", "--seed", "7") == greedy  # 0 wins over sampling settings
+    sampled = {answer("--temperature", "5", "--seed", str(seed)) for seed in range(3)}
+    assert sampled != {greedy}  # a real temperature samples
+    bad = run("generate", tiny, "--prompt", "x", "--temperature", "-0.5")
+    assert bad.exit_code == 2  # a usage error, as click reports every bad option value
+    assert bad.stderr.splitlines()[-1] == "Error: Invalid value for '--temperature': -0.5 is not in the range x>=0."

@@ -96,7 +96,8 @@ CASES = {
         False, ("sft_model.hf.convert.hf_to_nemo",), "sft_model.nemo.archive.write", _is_nemo),
     "nemo-to-hf": Case(
         lambda i, out: ["convert", "nemo-to-hf", i["nemo"], out],
-        True, ("sft_model.hf.convert.nemo_to_hf",), "sft_model.hf.convert.CheckpointWriter.close", _is_hf),
+        True, ("sft_trainer.adapters.load_for_use", "sft_model.hf.convert.loaded_to_hf"),
+        "sft_model.hf.convert.CheckpointWriter.close", _is_hf),
     "prepare": Case(
         lambda i, out: ["prepare", REPO / "examples/data/train.jsonl", "--tokenizer", i["tok"], "--output", out],
         True, ("sft_cli.commands.prepare.load_tokenizer", "sft_cli.commands.prepare.prepare"),

@@ -107,7 +107,7 @@ def test_sampling_filters_match_transformers():
     assert torch.equal(filter_logits(logits, params).isinf(), expected.isinf())
 
 
-@pytest.mark.parametrize("bad", [dict(max_new_tokens=0), dict(greedy=False, temperature=0.0), dict(top_p=0.0),
+@pytest.mark.parametrize("bad", [dict(max_new_tokens=0), dict(greedy=False, temperature=-0.5), dict(top_p=0.0),
                                  dict(top_k=-1), dict(repetition_penalty=0.0)])
 def test_bad_sampling_settings_are_model_errors(bad):
     from sft_model.errors import ModelError
@@ -115,3 +115,12 @@ def test_bad_sampling_settings_are_model_errors(bad):
 
     with pytest.raises(ModelError):
         SamplingParams(**bad)
+
+
+def test_temperature_zero_is_greedy():
+    from sft_model.sampling import SamplingParams, next_tokens
+
+    params = SamplingParams(greedy=False, temperature=0.0, top_k=3)
+    assert params.greedy
+    logits = torch.randn(4, 50, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(next_tokens(logits, params), logits.argmax(-1))

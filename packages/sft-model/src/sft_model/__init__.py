@@ -17,6 +17,7 @@ _LAZY = {
     "save_nemo": "sft_model.nemo.io",
     "load_weights": "sft_model.nemo.io",
     "read_config": "sft_model.nemo.io",
+    "weight_shapes": "sft_model.nemo.io",
     "LoadedModel": "sft_model.nemo.io",
     "TokenizerFiles": "sft_model.nemo.tokenizer",
     "extract_tokenizer": "sft_model.nemo.tokenizer",

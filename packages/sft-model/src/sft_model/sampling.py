@@ -15,12 +15,13 @@ from sft_model.errors import ModelError
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How to pick tokens. ``greedy`` wins over every sampling setting."""
+    """How to pick tokens. ``greedy`` wins over every sampling setting; ``temperature=0`` means
+    greedy, as in every serving tool (vLLM, transformers, OpenAI's API)."""
 
     max_new_tokens: int = 128
     greedy: bool = True
     temperature: float = 1.0
-    """Divides the logits before sampling; below 1 sharpens, above 1 flattens."""
+    """Divides the logits before sampling; below 1 sharpens, above 1 flattens; 0 is greedy."""
     top_k: int = 0
     """Sample only among the k most likely tokens; 0 keeps all."""
     top_p: float = 1.0
@@ -31,8 +32,10 @@ class SamplingParams:
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ModelError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
-        if not self.greedy and self.temperature <= 0:
-            raise ModelError(f"temperature must be > 0 when sampling, got {self.temperature}")
+        if self.temperature < 0:
+            raise ModelError(f"temperature must be >= 0 (0 is greedy), got {self.temperature}")
+        if self.temperature == 0:
+            object.__setattr__(self, "greedy", True)  # the limit of dividing by t -> 0: the argmax
         if self.top_k < 0:
             raise ModelError(f"top_k must be >= 0, got {self.top_k}")
         if not 0 < self.top_p <= 1:

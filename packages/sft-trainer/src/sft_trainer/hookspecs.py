@@ -45,8 +45,11 @@ def sft_register_peft_methods(register: Callable[..., None]) -> None:
     optionally ``method.layer_spec(spec, layer_number, peft_config, model_config) -> ModuleSpec``
     (called before the model is built, per transformer layer, 1-based global number: adapters come
     in through the layer spec) with ``method.is_adapter_key(key) -> bool`` (the checkpoint keys it
-    adds: absent from the base .nemo, the only ones in the exported .nemo). Only trainable
-    parameters go into training checkpoints."""
+    adds: absent from the base .nemo, the only ones in the exported .nemo) and optionally
+    ``method.merge(model) -> int`` (fold the adapters of a built GPTModel into its base weights;
+    ``sft convert nemo-to-hf`` of an adapter .nemo needs it). An adapter .nemo (its config's
+    ``peft.peft_scheme`` names the method) is run on its base through ``layer_spec`` and
+    ``is_adapter_key`` by ``sft generate``. Only trainable parameters go into training checkpoints."""
 
 
 @hookspec

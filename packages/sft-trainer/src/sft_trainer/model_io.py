@@ -16,6 +16,9 @@ from sft_trainer.config.structured import to_dict
 from sft_trainer.distributed import Topology
 from sft_trainer.write_errors import WriteFailed, free_space, size_limit, write_problem
 
+BASE_KEY = "restore_from_path"
+"""Top-level key of a saved config naming the base .nemo the run started from (the reference's name)."""
+
 
 @dataclass(frozen=True)
 class PeftBinding:
@@ -86,12 +89,14 @@ def load_base_model(path: str, registries: DataRegistries, *, dtype: torch.dtype
 
 def trained_model_config(base: BaseModel, cfg: TrainConfig):
     """The model config with the training config merged in, as the reference's saved .nemo has it:
-    the data section (prompt template, chat prompt tokens), optimizer and PEFT settings."""
+    the data section (prompt template, chat prompt tokens), optimizer and PEFT settings, and the
+    base it started from (``restore_from_path``, absolute: an adapter-only .nemo is used with it)."""
     model = to_dict(cfg)["model"]
     extra = dict(base.config.extra)
     extra["optim"] = model["optim"]
     extra["peft"] = model["peft"]
     extra["answer_only_loss"] = cfg.model.answer_only_loss
+    extra[BASE_KEY] = str(Path(cfg.model.restore_from_path).resolve())
     return base.config.replace(data=model["data"], extra=extra)
 
 

@@ -109,6 +109,8 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
                          val_source.batches_per_epoch if val_source else 0)
     sched = m.optim.sched
     schedule = CosineAnnealing(m.optim.lr, sched.min_lr, sched.warmup_steps, sched.constant_steps, budget.max_steps)
+    if topo.is_main and (note := schedule.note()):
+        print(note)
 
     ckpt_params = cfg.exp_manager.checkpoint_callback_params
     checkpoints = (CheckpointManager(run_dir / "checkpoints", topo, ckpt_params.save_top_k, ckpt_params.mode,

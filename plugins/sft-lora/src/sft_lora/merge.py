@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from sft_lora.config import parse
-from sft_lora.method import adapt_layer_spec, is_adapter_key
+from sft_lora.method import LoraMethod, fold, is_adapter_key
 
 
 class MergeError(click.ClickException):
@@ -31,26 +31,12 @@ def adapter_settings(adapter_path: str | Path):
 
 
 def load_with_adapter(base_path: str | Path, adapter_path: str | Path, *, dtype=None):
-    """The base model built with the adapter's LoRA layers, base and adapter weights loaded."""
-    from sft_model import load_nemo, load_weights
+    """The base model built with the adapter's LoRA layers, base and adapter weights loaded (the
+    host's path, which ``sft generate`` and ``sft convert`` take too)."""
+    from sft_trainer.adapters import load_with_base
 
-    config, settings = adapter_settings(adapter_path)
-    loaded = load_nemo(base_path, dtype=dtype, absent_ok=is_adapter_key,
-                       layer_spec_transform=lambda spec, n, cfg: adapt_layer_spec(spec, n, settings, bool(cfg.gated)))
-    load_weights(loaded.model, adapter_path, select=is_adapter_key)
-    return loaded, config
-
-
-def fold(model) -> int:
-    """Fold every LoRA adapter of ``model`` into its base weight; returns how many were folded."""
-    from sft_lora.layers import LoraColumnParallelLinear, LoraRowParallelLinear
-
-    merged = 0
-    for module in model.modules():
-        if isinstance(module, LoraColumnParallelLinear | LoraRowParallelLinear):
-            module.merge()
-            merged += 1
-    return merged
+    config, _ = adapter_settings(adapter_path)  # a LoRA adapter with valid settings, or a one-line error
+    return load_with_base(base_path, adapter_path, config.extra["peft"], LoraMethod(), dtype=dtype), config
 
 
 def merge_lora(base_path: str | Path, adapter_path: str | Path, out_path: str | Path) -> Path:

@@ -37,6 +37,18 @@ def adapt_layer_spec(spec, layer_number: int, settings, gated: bool):
     return spec
 
 
+def fold(model) -> int:
+    """Fold every LoRA adapter of ``model`` into its base weight; returns how many were folded."""
+    from sft_lora.layers import LoraColumnParallelLinear, LoraRowParallelLinear
+
+    merged = 0
+    for module in model.modules():
+        if isinstance(module, LoraColumnParallelLinear | LoraRowParallelLinear):
+            module.merge()
+            merged += 1
+    return merged
+
+
 class LoraMethod:
     name = "lora"
 
@@ -45,6 +57,10 @@ class LoraMethod:
 
     def is_adapter_key(self, key: str) -> bool:
         return is_adapter_key(key)
+
+    def merge(self, model) -> int:
+        """W += B·A·alpha/dim in every adapted linear of ``model`` (a GPTModel); how many were folded."""
+        return fold(model)
 
     def apply(self, model_chunks, peft_config: Any, model_config: Any) -> int:
         """Freeze everything but the adapters; returns the trainable parameter count (this rank)."""

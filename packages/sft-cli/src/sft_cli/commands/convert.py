@@ -33,15 +33,23 @@ def hf_to_nemo_command(app, hf_dir: Path, output: Path, overwrite: bool) -> None
 @convert_group.command("nemo-to-hf")
 @click.argument("nemo", type=click.Path(exists=True, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--base", type=click.Path(exists=True, path_type=Path),
+              help="With an adapter-only NEMO (a LoRA run's .nemo): its base .nemo (default: the one it records).")
 @overwrite_option("OUT_DIR (an HF model directory)")
 @click.pass_obj
-def nemo_to_hf_command(app, nemo: Path, out_dir: Path, overwrite: bool) -> None:
-    """Convert NEMO (.nemo file or extracted directory) into an HF directory loadable by transformers."""
-    with replacing(out_dir, overwrite, replaceable=_is_hf_dir, what="an HF model directory (no config.json)") as tmp:
-        from sft_model.hf.convert import nemo_to_hf
+def nemo_to_hf_command(app, nemo: Path, out_dir: Path, base: Path | None, overwrite: bool) -> None:
+    """Convert NEMO (.nemo file or extracted directory) into an HF directory loadable by transformers.
 
+    An adapter-only NEMO is folded into its base (--base, else the base it was trained on): the
+    merged model is written, as `sft merge-lora` then `nemo-to-hf` would.
+    """
+    with replacing(out_dir, overwrite, replaceable=_is_hf_dir, what="an HF model directory (no config.json)") as tmp:
+        from sft_model.hf.convert import loaded_to_hf
+        from sft_trainer.adapters import load_for_use
+
+        loaded, _ = load_for_use(nemo, app.pm, base=base, merged=True)
         with progress_bar("converting tensors") as progress:
-            nemo_to_hf(nemo, tmp, pm=app.pm, progress=progress)
+            loaded_to_hf(loaded, tmp, pm=app.pm, progress=progress)
     click.echo(f"wrote {out_dir}")
 
 

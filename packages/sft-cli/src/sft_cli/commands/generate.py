@@ -38,7 +38,8 @@ def _params(max_new_tokens, temperature, top_k, top_p, repetition_penalty, greed
 @overwrite_option()
 @click.option("--chat", is_flag=True, help="Interactive multi-turn conversation (empty line or Ctrl-D ends).")
 @click.option("--max-new-tokens", default=128, show_default=True, type=click.IntRange(min=1))
-@click.option("--temperature", type=float, help="Sample with this temperature (default: greedy).")
+@click.option("--temperature", type=click.FloatRange(min=0),
+              help="Sample with this temperature; 0 is greedy (the default).")
 @click.option("--top-k", type=click.IntRange(min=0), help="Sample among the k most likely tokens.")
 @click.option("--top-p", type=float, help="Nucleus sampling: the smallest set with this probability.")
 @click.option("--repetition-penalty", default=1.0, show_default=True, type=float)
@@ -47,10 +48,15 @@ def _params(max_new_tokens, temperature, top_k, top_p, repetition_penalty, greed
 @click.option("--greedy", is_flag=True, help="Always take the most likely token (overrides sampling options).")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
               help="Prompts per forward pass with --input.")
+@click.option("--base", type=click.Path(exists=True, path_type=Path),
+              help="With an adapter-only MODEL (a LoRA run's .nemo): its base .nemo (default: the one it records).")
 @click.pass_obj
 def generate_command(app, model, prompt, input_path, output, chat, max_new_tokens, temperature, top_k, top_p,
-                     repetition_penalty, seed, stop, greedy, batch_size, overwrite) -> None:
-    """Generate answers with MODEL (.nemo), using the prompt or chat template stored in it."""
+                     repetition_penalty, seed, stop, greedy, batch_size, base, overwrite) -> None:
+    """Generate answers with MODEL (.nemo), using the prompt or chat template stored in it.
+
+    An adapter-only MODEL runs on its base (--base, else the base it was trained on) with the adapter applied.
+    """
     if sum(x is not None and x is not False for x in (prompt, input_path, chat)) != 1:
         raise click.UsageError("give exactly one of --prompt, --input or --chat")
     if output is not None and input_path is None:
@@ -59,7 +65,7 @@ def generate_command(app, model, prompt, input_path, output, chat, max_new_token
     with replacing(output, overwrite) if output else nullcontext() as tmp:
         from sft_trainer.generation.runner import Generator
 
-        gen = Generator(model, app.data, extra_stop=stop)
+        gen = Generator(model, app.data, extra_stop=stop, pm=app.pm, base=base)
         if prompt is not None:
             _stream(gen, gen.prompts.from_text(prompt), params, seed)
         elif chat:

@@ -81,12 +81,18 @@ def hf_to_nemo(hf_dir: str | Path, out: str | Path, *, pm=None, progress: Progre
 def nemo_to_hf(nemo: str | Path, out_dir: str | Path, *, pm=None, progress: Progress | None = None,
                max_shard_bytes: int = 5 * 2**30) -> Path:
     """Convert a ``.nemo`` to an HF directory: config.json, safetensors, tokenizer files."""
-    from sft_model.families.registry import get_families
     from sft_model.nemo.io import load_nemo
+
+    return loaded_to_hf(load_nemo(nemo), out_dir, pm=pm, progress=progress, max_shard_bytes=max_shard_bytes)
+
+
+def loaded_to_hf(loaded, out_dir: str | Path, *, pm=None, progress: Progress | None = None,
+                 max_shard_bytes: int = 5 * 2**30) -> Path:
+    """``nemo_to_hf`` of an already loaded model (``LoadedModel``; a base with an adapter folded in)."""
+    from sft_model.families.registry import get_families
     from sft_model.weights import getter
 
     out_dir = Path(out_dir)
-    loaded = load_nemo(nemo)
     cfg: ModelConfig = loaded.config
     family = get_families(pm).for_model_config(cfg)
     hf_config = family.hf_config(cfg)

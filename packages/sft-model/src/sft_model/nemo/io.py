@@ -139,6 +139,13 @@ def read_config(path: str | Path) -> ModelConfig:
     return unpack.read_config(Path(path))
 
 
+def weight_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """Checkpoint key (without ``model.``) → global shape of a ``.nemo``'s weights, read from the
+    checkpoint metadata alone (nothing extracted); empty when it has no weights."""
+    meta = unpack.read_metadata(Path(path))
+    return checkpoint.shapes(meta) if meta is not None else {}
+
+
 def load_nemo(path: str | Path, *, with_weights: bool = True, overrides: dict[str, Any] | None = None,
               dtype=None, layer_spec_transform=None, absent_ok=None, limits: unpack.Limits = unpack.LIMITS) -> LoadedModel:
     """Build the model for the current parallel state (one process if none) and load the weights.

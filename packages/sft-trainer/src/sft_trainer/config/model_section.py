@@ -20,7 +20,7 @@ class SchedConfig:
     warmup_steps: int = 10
     """Steps of linear warmup from 0 to lr."""
     constant_steps: int = 1000
-    """Steps held at lr after warmup, before the cosine decay."""
+    """The last steps of the run, held at min_lr after the cosine decay (NeMo's CosineAnnealing)."""
     min_lr: float = 9e-7
     """The learning rate at the end of the decay (and after it)."""
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pluggy
 from sft_core import SftError
 from sft_data.registries import DataRegistries
 from sft_data.tokenizers import load_tokenizer
@@ -90,16 +91,22 @@ def complete(model, tokenizer: Tokenizer, prompts: Sequence[Sequence[int]], para
 
 
 class Generator:
-    """A ``.nemo`` ready to answer prompts with its stored template (what ``sft generate`` runs)."""
+    """A ``.nemo`` ready to answer prompts with its stored template (what ``sft generate`` runs).
 
-    def __init__(self, path: str | Path, registries: DataRegistries, extra_stop: Sequence[str] = ()):
-        from sft_model import load_nemo
+    An adapter-only ``.nemo`` runs on its base (``base``, else the one it records) with the adapter
+    applied, and with the template it was trained with; ``pm`` finds its PEFT method.
+    """
 
-        self.loaded = load_nemo(path)  # kept: its temporary directory holds the tokenizer files
+    def __init__(self, path: str | Path, registries: DataRegistries, extra_stop: Sequence[str] = (), *,
+                 pm: pluggy.PluginManager | None = None, base: str | Path | None = None):
+        from sft_trainer.adapters import load_for_use
+
+        # kept: its temporary directory holds the tokenizer files
+        self.loaded, config = load_for_use(path, pm, base=base)
         if self.loaded.tokenizer is None:
             raise SftError(f"{path}: the .nemo carries no tokenizer")
         self.tokenizer = load_tokenizer(self.loaded.tokenizer.path, registries.tokenizers)
-        self.prompts = PromptBuilder(self.loaded.config.data or {}, self.tokenizer, registries)
+        self.prompts = PromptBuilder(config.data or {}, self.tokenizer, registries)
         self.stop_ids, strings = self.prompts.stop_markers()
         self.stop_strings = [*strings, *extra_stop]
 
