@@ -9,11 +9,12 @@ Conversions are generators: one tensor in, one tensor out, so memory stays near 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
-
-import torch
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sft_model.config import ModelConfig
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: `sft --help` must not load it
+    import torch
 
 # The local spec keeps its norms as separate modules; its sharded_state_dict_keys_map renames them
 # onto the fused TE names in checkpoints. The same renaming turns state_dict names into canonical ones.
@@ -22,7 +23,7 @@ LOCAL_TO_CANONICAL = {
     ".pre_mlp_layernorm.": ".mlp.linear_fc1.layer_norm_",
 }
 
-Getter = Callable[[str], torch.Tensor]
+Getter = Callable[[str], "torch.Tensor"]
 
 
 class ModelFamily(Protocol):
@@ -71,6 +72,8 @@ def interleave_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int
     q = q.reshape(groups, heads // groups, d, *tail)
     k = k.reshape(groups, 1, d, *tail)
     v = v.reshape(groups, 1, d, *tail)
+    import torch
+
     return torch.cat([q, k, v], dim=1).reshape(-1, *tail)
 
 

@@ -8,9 +8,7 @@ interleaved per head (GPT-2 has one query group per head).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from sft_model.config import ModelConfig
 from sft_model.errors import ConversionError
@@ -22,6 +20,9 @@ from sft_model.families.base import (
     precision_to_hf_dtype,
     split_qkv,
 )
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: `sft --help` must not load it
+    import torch
 
 ACTIVATIONS = {"gelu_new": "approx-gelu", "gelu_pytorch_tanh": "approx-gelu", "gelu": "gelu"}
 
@@ -108,6 +109,8 @@ class GPT2Family:
             yield "output_layer.weight", get("lm_head.weight")
 
     def canonical_to_hf(self, cfg: ModelConfig, get: Getter) -> Iterator[tuple[str, torch.Tensor]]:
+        import torch
+
         heads, d = cfg.num_attention_heads, cfg.kv_channels
         yield "transformer.wte.weight", get("embedding.word_embeddings.weight")
         yield "transformer.wpe.weight", get("embedding.position_embeddings.weight")

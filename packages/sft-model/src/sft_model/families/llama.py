@@ -9,9 +9,7 @@ permutation of q/k rows is needed.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from sft_model.config import ModelConfig
 from sft_model.errors import ConversionError
@@ -23,6 +21,9 @@ from sft_model.families.base import (
     precision_to_hf_dtype,
     split_qkv,
 )
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: `sft --help` must not load it
+    import torch
 
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"}
 LLAMA3_DEFAULTS = {"low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
@@ -109,6 +110,8 @@ class LlamaFamily:
         return ModelConfig(**base)
 
     def hf_to_canonical(self, cfg: ModelConfig, get: Getter, names: set[str]) -> Iterator[tuple[str, torch.Tensor]]:
+        import torch
+
         heads, groups = cfg.num_attention_heads, cfg.num_query_groups
         yield "embedding.word_embeddings.weight", get("model.embed_tokens.weight")
         for i in range(cfg.num_layers):
