@@ -145,10 +145,13 @@ def _built_adapters(model_chunks, binding: PeftBinding) -> dict[str, tuple[int, 
 
     local = {}
     for chunk in model_chunks:
-        for name, item in chunk.sharded_state_dict(prefix="").items():
-            key = getattr(item, "key", name)
-            if binding.is_adapter_key(key) and not key.endswith("_extra_state") and hasattr(item, "global_shape"):
-                local[key] = tuple(item.global_shape)
+        for item in chunk.sharded_state_dict(prefix="").values():
+            # a factory (a gated fc1 split in two) stands for the tensors it builds, stored under its key
+            built = item.build() if hasattr(item, "build") else [item]
+            for tensor in built if isinstance(built, list | tuple) else [built]:
+                key = getattr(tensor, "key", "")
+                if binding.is_adapter_key(key) and not key.endswith("_extra_state") and hasattr(tensor, "global_shape"):
+                    local[key] = tuple(tensor.global_shape)
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return local
     gathered: list = [None] * dist.get_world_size()
@@ -169,9 +172,11 @@ def _difference(stored: dict, built: dict) -> str | None:
 
 def restore_adapter(base, path: str, scheme: str, base_path: str, *, is_main: bool) -> None:
     """``model.peft.restore_from_path``: the adapter weights of ``path`` loaded into ``base`` (a
-    ``model_io.BaseModel`` read from ``base_path`` whose PEFT method has built its adapters). Refused, in one line, unless
-    the file is an adapter-only .nemo of the same method holding exactly the adapters built here."""
-    from sft_model import load_weights, weight_shapes
+    ``model_io.BaseModel`` read from ``base_path`` whose PEFT method has built its adapters).
+    Refused, in one line, unless the file is an adapter-only .nemo of the same method holding
+    exactly the adapter tensors (names and global shapes) built here: a tensor the file lacks would
+    silently keep its initial value, one it has beyond them would be silently ignored."""
+    from sft_model import ModelError, load_weights, weight_shapes
 
     adapter = read_adapter(path)
     if adapter is None:
@@ -186,7 +191,10 @@ def restore_adapter(base, path: str, scheme: str, base_path: str, *, is_main: bo
     if problem:
         raise AdapterError(f"{RESTORE_KEY}={path}: its adapters are not the ones this run's model.peft settings "
                            f"build ({problem})")
-    load_weights(base.loaded.handle, path, select=binding.is_adapter_key)
+    try:
+        load_weights(base.loaded.handle, path, select=binding.is_adapter_key)
+    except ModelError as exc:  # same names and shapes, other shards (another layer_selection)
+        raise AdapterError(f"{RESTORE_KEY}: {exc}") from None
     recorded = adapter.recorded_base
     if is_main:
         print(f"adapters restored from {path}")
