@@ -4,10 +4,14 @@ honoured or listed once as accepted without effect, none is refused."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sft_trainer.config import ConfigError, load_config
 from sft_trainer.config.reference_keys import unused_table
 from sft_trainer.config.structured import to_dict
+
+REPO = Path(__file__).resolve().parents[3]
 
 REFERENCE_STYLE = """
 name: megatron_gpt_sft
@@ -234,3 +238,26 @@ def test_a_broken_interpolation_is_one_line(tmp_path):
     path.write_text("trainer:\n  sft:\n    save_interval: ${.nowhere}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"^config key 'trainer.sft.save_interval': cannot resolve an interpolation"):
         load_config(path)
+
+
+def test_how_many_reference_keys_are_honoured(reference_yaml):
+    """The counts README.md reports: the config's settings (leaves), honoured or accepted without effect."""
+    from omegaconf import OmegaConf
+
+    cfg = load_config(reference_yaml, PATHS)
+    given = leaves(OmegaConf.to_container(OmegaConf.merge(OmegaConf.create(REFERENCE_STYLE),
+                                                          OmegaConf.from_dotlist(PATHS)), resolve=True))
+    unused = [u.key for u in cfg.unused]
+    idle = [key for key in given if any(key == u or key.startswith(u + ".") for u in unused)]
+    assert (len(given), len(given) - len(idle), len(idle), len(unused)) == (119, 83, 36, 35)
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert ("of the 119 settings of the reference-style config in `packages/sft-trainer/tests/test_reference_config.py`, "
+            "83 are honoured and 36 (35 keys) are accepted without effect") in readme
+
+
+def test_the_readme_lists_the_keys_without_effect_as_the_code_does():
+    from sft_trainer.config.reference_keys import markdown_table
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    table = text.split("<!-- reference-keys:start -->\n", 1)[1].split("\n<!-- reference-keys:end -->", 1)[0]
+    assert table.splitlines() == markdown_table()

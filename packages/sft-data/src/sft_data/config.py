@@ -39,6 +39,9 @@ class DataConfig:
     """The separator token id used by ``add_sep``."""
     max_seq_length: int = 2048
     """Longest sample in tokens; longer ones are truncated or dropped (``overlong``)."""
+    min_seq_length: int = 1
+    """Shortest sample in tokens (after truncation): shorter ones are dropped and counted in the stats
+    (``dropped_reasons``); 1 keeps every sample. The reference accepted this key and ignored it."""
     overlong: str = "truncate"
     """What to do with an over-long chat sample: ``truncate`` (cut at the end) or ``drop``."""
     answer_only_loss: bool = True
@@ -66,6 +69,9 @@ class DataConfig:
             raise SftError(f"overlong must be one of {OVERLONG_POLICIES}, got {self.overlong!r}")
         if self.max_seq_length < 2:
             raise SftError(f"max_seq_length must be at least 2, got {self.max_seq_length}")
+        if not 1 <= self.min_seq_length <= self.max_seq_length:
+            raise SftError(f"min_seq_length must be within 1..max_seq_length ({self.max_seq_length}), "
+                           f"got {self.min_seq_length}")
         if self.pack_size is not None and self.pack_size < self.max_seq_length:
             raise SftError(
                 f"pack_size ({self.pack_size}) must be at least max_seq_length ({self.max_seq_length})"

@@ -83,6 +83,8 @@ class SampleBuilder:
             sample.loss_mask = sample.loss_mask[:limit]
             sample.segments = [(s, min(e, limit), t) for s, e, t in sample.segments if s < limit]
             sample.truncated = True
+        if len(sample.input_ids) < self.config.min_seq_length:
+            return BuiltSample(sample, dropped=f"shorter than min_seq_length ({self.config.min_seq_length} tokens)")
         if len(sample.input_ids) < 2 or not any(sample.loss_mask):
             reason = "no trained tokens left after truncation" if sample.truncated else "no trained tokens"
             return BuiltSample(sample, dropped=reason)

@@ -134,3 +134,69 @@ def load_for_use(path: str | Path, pm: pluggy.PluginManager | None, *, base: str
         loaded = load_nemo(path, dtype=dtype)
         return loaded, loaded.config
     return load_adapted(adapter, pm, base=base, merged=merged, dtype=dtype), adapter.config
+
+
+RESTORE_KEY = "model.peft.restore_from_path"
+
+
+def _built_adapters(model_chunks, binding: PeftBinding) -> dict[str, tuple[int, ...]]:
+    """Checkpoint key → global shape of every adapter tensor the model has, over all ranks."""
+    import torch.distributed as dist
+
+    local = {}
+    for chunk in model_chunks:
+        for item in chunk.sharded_state_dict(prefix="").values():
+            # a factory (a gated fc1 split in two) stands for the tensors it builds, stored under its key
+            built = item.build() if hasattr(item, "build") else [item]
+            for tensor in built if isinstance(built, list | tuple) else [built]:
+                key = getattr(tensor, "key", "")
+                if binding.is_adapter_key(key) and not key.endswith("_extra_state") and hasattr(tensor, "global_shape"):
+                    local[key] = tuple(tensor.global_shape)
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return local
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, local)
+    return {k: v for part in gathered for k, v in part.items()}
+
+
+def _difference(stored: dict, built: dict) -> str | None:
+    for key in sorted(set(stored) | set(built)):
+        if key not in built:
+            return f"{key!r} is in the file but not built by this run"
+        if key not in stored:
+            return f"{key!r} is built by this run but not in the file"
+        if stored[key] != built[key]:
+            return f"{key!r} is {list(stored[key])} there, {list(built[key])} here"
+    return None
+
+
+def restore_adapter(base, path: str, scheme: str, base_path: str, *, is_main: bool) -> None:
+    """``model.peft.restore_from_path``: the adapter weights of ``path`` loaded into ``base`` (a
+    ``model_io.BaseModel`` read from ``base_path`` whose PEFT method has built its adapters).
+    Refused, in one line, unless the file is an adapter-only .nemo of the same method holding
+    exactly the adapter tensors (names and global shapes) built here: a tensor the file lacks would
+    silently keep its initial value, one it has beyond them would be silently ignored."""
+    from sft_model import ModelError, load_weights, weight_shapes
+
+    adapter = read_adapter(path)
+    if adapter is None:
+        raise AdapterError(f"{RESTORE_KEY}={path} has its own weights (not an adapter-only .nemo); to train "
+                           f"on from it, make it model.restore_from_path")
+    if adapter.scheme != scheme:
+        raise AdapterError(f"{RESTORE_KEY}={path} holds {adapter.scheme!r} adapters, but model.peft.peft_scheme "
+                           f"is {scheme!r}")
+    binding = base.peft
+    stored = {k: tuple(v) for k, v in weight_shapes(path).items() if binding.is_adapter_key(k)}
+    problem = _difference(stored, _built_adapters(base.chunks, binding))
+    if problem:
+        raise AdapterError(f"{RESTORE_KEY}={path}: its adapters are not the ones this run's model.peft settings "
+                           f"build ({problem})")
+    try:
+        load_weights(base.loaded.handle, path, select=binding.is_adapter_key)
+    except ModelError as exc:  # same names and shapes, other shards (another layer_selection)
+        raise AdapterError(f"{RESTORE_KEY}: {exc}") from None
+    recorded = adapter.recorded_base
+    if is_main:
+        print(f"adapters restored from {path}")
+        if recorded and Path(recorded).resolve() != Path(base_path).resolve():
+            print(f"warning: {path} was trained on {recorded}; it is applied to {base_path} here")

@@ -47,7 +47,7 @@ from sft_trainer.train_state import (
 )
 from sft_trainer.write_errors import WriteFailed, as_write_failure
 
-__all__ = ["CheckpointError", "CheckpointManager", "TrainState", "checkpoint_dirs"]
+__all__ = ["CheckpointError", "CheckpointManager", "TrainState", "checkpoint_dirs", "load_checkpoint"]
 
 
 class CheckpointError(SftError):
@@ -256,26 +256,30 @@ class CheckpointManager:
         return None, None
 
     def load(self, path: Path, model_chunks, optimizer) -> dict[str, Any]:
-        """Restore model, optimizer and RNG states (every rank calls this); returns the saved metadata."""
-        meta = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
-        if (meta["tp_size"], meta["pp_size"], meta["world_size"]) != (
-                self.topo.tp_size, self.topo.pp_size, self.topo.world_size):
-            raise CheckpointError(f"{path} was saved with TP={meta['tp_size']} PP={meta['pp_size']} on "
-                                  f"{meta['world_size']} processes; resume with the same layout")
-        t, p = self.topo.tp_rank, self.topo.pp_rank
-        problem = None
-        try:
-            models = torch.load(path / model_file(t, p), weights_only=True, map_location="cpu")
-            for chunk, state in zip(model_chunks, models, strict=True):
-                load_trainable_state(chunk, state)
-            optimizer.load_state_dict(torch.load(path / optim_file(t, p), weights_only=True, map_location="cpu"))
-            _set_rng_state(torch.load(path / rng_file(self.topo.rank), weights_only=True))
-        except SftError as exc:
-            problem = f"{path}: {exc}"
-        except (KeyError, ValueError, TypeError, IndexError, RuntimeError, OSError, pickle.UnpicklingError) as exc:
-            first = (str(exc).strip().splitlines() or [""])[0][:200]
-            problem = f"{path}: cannot restore this rank's state ({type(exc).__name__}: {first})"
-        failure = first_failure(problem)
-        if failure:
-            raise CheckpointError(failure)
-        return meta
+        return load_checkpoint(path, self.topo, model_chunks, optimizer)
+
+
+def load_checkpoint(path: Path, topo: Topology, model_chunks, optimizer) -> dict[str, Any]:
+    """Restore model, optimizer and RNG states from a verified checkpoint (every rank calls this);
+    returns the saved metadata."""
+    meta = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+    if (meta["tp_size"], meta["pp_size"], meta["world_size"]) != (topo.tp_size, topo.pp_size, topo.world_size):
+        raise CheckpointError(f"{path} was saved with TP={meta['tp_size']} PP={meta['pp_size']} on "
+                              f"{meta['world_size']} processes; resume with the same layout")
+    t, p = topo.tp_rank, topo.pp_rank
+    problem = None
+    try:
+        models = torch.load(path / model_file(t, p), weights_only=True, map_location="cpu")
+        for chunk, state in zip(model_chunks, models, strict=True):
+            load_trainable_state(chunk, state)
+        optimizer.load_state_dict(torch.load(path / optim_file(t, p), weights_only=True, map_location="cpu"))
+        _set_rng_state(torch.load(path / rng_file(topo.rank), weights_only=True))
+    except SftError as exc:
+        problem = f"{path}: {exc}"
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError, OSError, pickle.UnpicklingError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        problem = f"{path}: cannot restore this rank's state ({type(exc).__name__}: {first})"
+    failure = first_failure(problem)
+    if failure:
+        raise CheckpointError(failure)
+    return meta

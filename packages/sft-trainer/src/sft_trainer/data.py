@@ -1,11 +1,13 @@
 """Training and validation data for a run: prepared directories used as they are, JSONL prepared
-on the fly and cached by content hash, batches cut into micro-batches per data-parallel rank."""
+on the fly and cached by content hash, several files concatenated or mixed by weight
+(``concat_sampling_probabilities``, see ``sft_data.mixture``), batches cut into micro-batches per
+data-parallel rank."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,8 @@ import torch
 from sft_core import SftError
 from sft_data.config import DataConfig
 from sft_data.dataset import BinDataset, Collator
-from sft_data.prepare import prepare
+from sft_data.mixture import MixedBins, MixtureSampler
+from sft_data.prepare import STATS_FILE, prepare
 from sft_data.registries import DataRegistries
 from sft_data.sampler import GlobalBatchSampler
 from sft_data.store import HEADER, PreparedDataset
@@ -65,6 +68,32 @@ def resolve_dataset(
     return PreparedDataset(target)
 
 
+def resolve_sources(
+    ds: DatasetConfig, tokenizer: Tokenizer, config: DataConfig, cache_dir: Path, registries: DataRegistries,
+    is_writer: bool, barrier,
+) -> tuple[PreparedDataset | list[PreparedDataset] | None, list[float] | None]:
+    """A dataset section's data: one prepared dataset (its files concatenated), or, with
+    ``concat_sampling_probabilities`` and several files, one per file and their weights."""
+    paths = ds.paths()
+    weights = ds.concat_sampling_probabilities
+    if paths is None or weights is None or len(paths) == 1:
+        return resolve_dataset(paths, tokenizer, config, cache_dir, registries, is_writer, barrier), None
+    return [resolve_dataset(p, tokenizer, config, cache_dir, registries, is_writer, barrier) for p in paths], weights
+
+
+def dropped_line(key: str, dataset: PreparedDataset) -> str | None:
+    """One line naming the samples preparing ``dataset`` dropped, and why (None when none were)."""
+    try:
+        stats = json.loads((dataset.directory / STATS_FILE).read_text(encoding="utf-8"))
+        dropped, reasons, kept = int(stats["dropped"]), dict(stats["dropped_reasons"]), int(stats["samples"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a dataset prepared without stats (imported): nothing was dropped here
+    if not dropped:
+        return None
+    why = "; ".join(f"{reason}: {count}" for reason, count in reasons.items())
+    return f"{key}: {dropped} of {dropped + kept} samples dropped ({why})"
+
+
 @dataclass
 class BatchPlan:
     """How one global batch is split: ``global = micro × num_microbatches × dp``."""
@@ -89,14 +118,21 @@ class BatchPlan:
 class BatchSource:
     """Global batches of one dataset for this rank, as lists of collated micro-batches."""
 
-    def __init__(self, dataset: PreparedDataset, plan: BatchPlan, *, seed: int, dp_rank: int, shuffle: bool,
-                 pad_id: int, fixed_length: int | None):
-        self.dataset = BinDataset(dataset)
+    def __init__(self, dataset: PreparedDataset | Sequence[PreparedDataset], plan: BatchPlan, *, seed: int,
+                 dp_rank: int, shuffle: bool, pad_id: int, fixed_length: int | None,
+                 weights: Sequence[float] | None = None):
+        """``dataset`` one prepared dataset, or several mixed with ``weights`` (one per dataset)."""
         self.plan = plan
-        self.sampler = GlobalBatchSampler(len(self.dataset), plan.global_batch_size, seed=seed, dp_rank=dp_rank,
-                                          dp_size=plan.dp_size, shuffle=shuffle)
+        if weights is None:
+            self.dataset = BinDataset(dataset)
+            self.sampler = GlobalBatchSampler(len(self.dataset), plan.global_batch_size, seed=seed, dp_rank=dp_rank,
+                                              dp_size=plan.dp_size, shuffle=shuffle)
+        else:
+            self.dataset = MixedBins(dataset)
+            self.sampler = MixtureSampler(self.dataset.sizes, weights, plan.global_batch_size, seed=seed,
+                                          dp_rank=dp_rank, dp_size=plan.dp_size, shuffle=shuffle)
         # Pipeline stages exchange fixed shapes, so PP runs pad every row to one length.
-        self.collate = Collator(pack_size=dataset.pack_size or fixed_length, pad_id=pad_id)
+        self.collate = Collator(pack_size=self.dataset.pack_size or fixed_length, pad_id=pad_id)
 
     @property
     def batches_per_epoch(self) -> int:

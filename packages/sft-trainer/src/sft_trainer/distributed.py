@@ -64,14 +64,26 @@ def broadcast_object(value, src: int = 0):
     return box[0]
 
 
+def _collective_device():
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when ``flag`` is true on any: one decision for all (a collective)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return flag
+    value = torch.tensor([int(flag)], dtype=torch.int32, device=_collective_device())
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def first_failure(problem: str | None) -> str | None:
     """Whether any rank failed a step that can fail on some ranks only (a disk write): the lowest
     failing rank's message on every rank, or None. A collective: every rank must call it, so it
     also replaces a barrier, and no rank is left waiting for one that gave up."""
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return problem
-    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-    flag = torch.tensor([problem is not None], dtype=torch.int32, device=device)
+    flag = torch.tensor([problem is not None], dtype=torch.int32, device=_collective_device())
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     if not flag.item():
         return None

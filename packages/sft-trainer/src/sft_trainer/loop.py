@@ -1,4 +1,5 @@
-"""The supervised training loop: steps, validation, checkpoints, early stopping, signals, NaN guard."""
+"""The supervised training loop: steps, validation, checkpoints, early stopping, signals, the time
+limit (``deadline``), NaN guard."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ import contextlib
 import math
 import signal
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 from sft_core import EventDispatcher, SftError
 
 from sft_trainer.budget import Budget
 from sft_trainer.checkpoint import CheckpointManager, TrainState
 from sft_trainer.data import BatchSource
-from sft_trainer.distributed import Topology, first_failure
+from sft_trainer.deadline import Deadline
+from sft_trainer.distributed import Topology, any_rank, first_failure
 from sft_trainer.optim import set_lr
 from sft_trainer.schedule import CosineAnnealing
 from sft_trainer.step import evaluate, train_step
@@ -50,13 +54,18 @@ class Loop:
     def __init__(self, *, cfg, topo: Topology, model_chunks, optimizer, train: BatchSource,
                  val: BatchSource | None, budget: Budget, schedule: CosineAnnealing,
                  checkpoints: CheckpointManager | None, events: EventDispatcher,
-                 state: TrainState, use_te: bool, inference=None):
+                 state: TrainState, use_te: bool, inference=None, deadline: Deadline | None = None,
+                 export_validated: Callable[[], Path] | None = None):
         self.cfg, self.topo, self.chunks, self.optimizer = cfg, topo, model_chunks, optimizer
         self.train, self.val, self.budget, self.schedule = train, val, budget, schedule
         self.checkpoints, self.events, self.state = checkpoints, events, state
         self.use_te = use_te
         self.inference = inference
         """``generation.validation.InferenceEvaluator`` when inference metrics are configured."""
+        self.deadline = deadline
+        """``trainer.max_time``: when to save and stop."""
+        self.export_validated = export_validated
+        """``model.save_nemo_on_validation_end``: writes the .nemo after a checkpoint that follows a validation."""
         self.gbs = cfg.model.global_batch_size
         self._unwritten: str | None = None
         """Why a required logger (metrics.jsonl) failed on rank 0, until every rank has learned it."""
@@ -101,9 +110,24 @@ class Loop:
     def save(self) -> None:
         if self.checkpoints is None:
             return
+        began = Deadline.clock()
         sampler = self.train.sampler.state_for(self.state.consumed_samples)
         path = self.checkpoints.save(self.state, self.chunks, self.optimizer, {"step": self.state.step}, sampler)
+        if self.export_validated is not None and self.state.val_loss is not None:
+            nemo = self.export_validated()
+            if self.topo.is_main:
+                print(f"step {self.state.step}: validated model (loss {self.state.val_loss:.4f}) exported to {nemo}")
         self.events.call("sft_on_save", state=self.state, path=str(path))
+        if self.deadline is not None:
+            self.deadline.saved(Deadline.clock() - began)
+
+    def _out_of_time(self, began: float, *, saving_now: bool) -> bool:
+        """After a step that began at ``began``: would the next step and a save after it overrun
+        ``trainer.max_time``? The same answer on every rank."""
+        if self.deadline is None:
+            return False
+        self.deadline.stepped(Deadline.clock() - began)
+        return any_rank(self.deadline.next_step_overruns(saving_now=saving_now))
 
     def step_once(self) -> dict[str, float]:
         start = time.perf_counter()
@@ -145,8 +169,16 @@ class Loop:
 
     def _steps(self) -> None:
         sft = self.cfg.trainer.sft
+        if self.budget.max_steps == 0 == self.state.step:  # nothing to train: evaluate the starting model
+            self.validate()
+            self._stop_if_unwritten()
+            return
         with StopSignal() as stop:
+            if self.deadline is not None and any_rank(self.deadline.expired()):
+                self.state.extra["stopped"] = "max_time"  # spent before the first step: nothing new to save
+                return
             while self.state.step < self.budget.max_steps:
+                began = Deadline.clock()
                 metrics = self.step_once()
                 if self.state.step % sft.log_every_n_steps == 0 or self.state.step == self.budget.max_steps:
                     self._log(metrics)
@@ -161,11 +193,16 @@ class Loop:
                 else:
                     self.state.val_loss = None
                 self._stop_if_unwritten()
-                if self.state.step % self.budget.save_interval == 0 or last or early_stop or stop.requested:
+                scheduled = self.state.step % self.budget.save_interval == 0 or last or early_stop or bool(stop.requested)
+                out_of_time = not last and self._out_of_time(began, saving_now=scheduled)
+                if scheduled or out_of_time:
                     self.save()
                 if early_stop:
                     self.state.extra["stopped"] = "early_stopping"
                     return
                 if stop.requested:
                     self.state.extra["stopped"] = stop.requested
+                    return
+                if out_of_time:
+                    self.state.extra["stopped"] = "max_time"
                     return

@@ -10,22 +10,34 @@ import pluggy
 from sft_core import EventDispatcher, SftError, collect
 from sft_data.registries import DataRegistries
 
+from sft_trainer.adapters import restore_adapter
 from sft_trainer.budget import Budget
 from sft_trainer.checkpoint import CheckpointManager, TrainState
 from sft_trainer.config.loading import dump_config
 from sft_trainer.config.reference_keys import unused_table
 from sft_trainer.config.schema import TrainConfig
 from sft_trainer.config.structured import to_dict
-from sft_trainer.data import BatchPlan, BatchSource, data_config, resolve_dataset
+from sft_trainer.data import (
+    BatchPlan,
+    BatchSource,
+    data_config,
+    dropped_line,
+    resolve_dataset,
+    resolve_sources,
+)
+from sft_trainer.deadline import Deadline
 from sft_trainer.distributed import Topology, barrier, first_failure, setup, trainable_parameter_count
 from sft_trainer.loggers.base import LoggerPlugin, RunInfo
 from sft_trainer.loop import Loop
 from sft_trainer.model_io import PeftBinding, export_nemo, load_base_model
 from sft_trainer.optim import build_optimizer, training_dtype, wrap_ddp
+from sft_trainer.resume import starting_state
 from sft_trainer.schedule import CosineAnnealing
 from sft_trainer.write_errors import WriteFailed, as_write_failure
 
 FINAL_NEMO = "megatron_gpt_sft.nemo"
+UNFINISHED = ("SIGTERM", "SIGINT", "max_time")
+"""Why a run stopped before its end: it resumes later, and the final .nemo waits for that."""
 
 
 @dataclass
@@ -59,13 +71,15 @@ def _val_source(dataset, cfg: TrainConfig, topo: Topology, pad_id: int, fixed: i
 
 def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResult:
     """Fine-tune ``cfg.model.restore_from_path`` on ``cfg.model.data``; resumable, see DESIGN.md."""
+    max_time = cfg.trainer.max_time_seconds
+    deadline = Deadline(max_time) if max_time is not None else None  # the clock counts loading too
     if pm is None:
         from sft_core import get_plugin_manager
 
         pm = get_plugin_manager()
     if not cfg.model.restore_from_path:
         raise SftError("model.restore_from_path is required: the .nemo model to fine-tune")
-    if not cfg.model.data.train_ds.file_path:
+    if not cfg.model.data.train_ds.paths():
         raise SftError("model.data.train_ds.file_path is required")
     m = cfg.model
     topo = setup(m.tensor_model_parallel_size, m.pipeline_model_parallel_size, m.seed)
@@ -86,6 +100,9 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
         trainable = trainable_parameter_count(base.chunks)  # the method's own count is this rank's share
         if topo.is_main:
             print(f"PEFT {m.peft.peft_scheme}: {trainable:,} trainable parameters")
+        if m.peft.restore_from_path:
+            restore_adapter(base, m.peft.restore_from_path, m.peft.peft_scheme, m.restore_from_path,
+                            is_main=topo.is_main)
     use_distributed_optimizer = False  # see README: per-rank optimizer state keeps resume exact and simple
     chunks = wrap_ddp(base.chunks, use_distributed_optimizer)
     optimizer = build_optimizer(chunks, cfg, dtype, use_distributed_optimizer)
@@ -96,14 +113,17 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
     train_cfg = data_config(m.data, m.data.train_ds, m.answer_only_loss, m.seed)
     if topo.pp_size > 1:
         fixed = m.data.train_ds.max_seq_length
-    train_data = resolve_dataset(m.data.train_ds.file_path, tokenizer, train_cfg, cache, registries, topo.is_main, barrier)
+    train_data, weights = resolve_sources(m.data.train_ds, tokenizer, train_cfg, cache, registries, topo.is_main,
+                                          barrier)
     val_cfg = data_config(m.data, m.data.validation_ds, m.answer_only_loss, m.seed)
-    val_data = resolve_dataset(m.data.validation_ds.file_path, tokenizer, val_cfg, cache, registries, topo.is_main,
-                               barrier)
+    val_data = resolve_dataset(m.data.validation_ds.paths(), tokenizer, val_cfg, cache, registries, topo.is_main,
+                               barrier)  # every validation sample once: several files are concatenated
+    if topo.is_main:
+        _report_drops(train_data, val_data, m.data.train_ds.paths())
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else (tokenizer.eos_id or 0)
     plan = BatchPlan(m.global_batch_size, m.micro_batch_size, topo.dp_size)
     train_source = BatchSource(train_data, plan, seed=m.seed, dp_rank=topo.dp_rank, shuffle=m.data.train_ds.shuffle,
-                               pad_id=pad_id, fixed_length=fixed)
+                               pad_id=pad_id, fixed_length=fixed, weights=weights)
     val_source = _val_source(val_data, cfg, topo, pad_id, fixed)
     budget = Budget.plan(cfg.trainer.sft, train_source.batches_per_epoch,
                          val_source.batches_per_epoch if val_source else 0)
@@ -116,15 +136,7 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
     checkpoints = (CheckpointManager(run_dir / "checkpoints", topo, ckpt_params.save_top_k, ckpt_params.mode,
                                      to_dict(cfg))
                    if cfg.exp_manager.create_checkpoint_callback else None)
-    state = TrainState(run_dir=str(run_dir))
-    if checkpoints and cfg.exp_manager.resume_if_exists:
-        latest = checkpoints.latest()
-        if latest is not None:
-            meta = checkpoints.load(latest, chunks, optimizer)
-            saved = meta["state"]
-            state = TrainState(**{**saved, "run_dir": str(run_dir)})
-            if topo.is_main:
-                print(f"resuming from {latest.name} (step {state.step})")
+    state = starting_state(cfg, run_dir, checkpoints, topo, chunks, optimizer)
 
     events = EventDispatcher(pm, enabled=topo.is_main)
     from sft_trainer.generation.validation import build_evaluator
@@ -132,7 +144,9 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
     inference = build_evaluator(cfg, pm, base.loaded.handle, val_data, tokenizer, registries, topo)
     loop = Loop(cfg=cfg, topo=topo, model_chunks=chunks, optimizer=optimizer, train=train_source, val=val_source,
                 budget=budget, schedule=schedule, checkpoints=checkpoints, events=events,
-                state=state, use_te=base.use_te, inference=inference)
+                state=state, use_te=base.use_te, inference=inference, deadline=deadline,
+                export_validated=(lambda: export_nemo(run_dir / "checkpoints" / FINAL_NEMO, base, cfg, topo))
+                if m.save_nemo_on_validation_end else None)
     loggers, problem = [], None
     if topo.is_main:
         loggers, problem = _start_loggers(pm, RunInfo(run_dir, cfg, budget.max_steps, state.step))
@@ -143,12 +157,25 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
         for logger in loggers:
             pm.unregister(logger)
     nemo_path = None
-    if ckpt_params.save_nemo_on_train_end and state.extra.get("stopped") not in ("SIGTERM", "SIGINT"):
+    if state.extra.get("stopped") == "max_time" and topo.is_main:
+        print(f"trainer.max_time={cfg.trainer.max_time!r}: stopped after step {state.step}, before one more step and "
+              f"a checkpoint could pass the limit; run the same command again to resume")
+    if ckpt_params.save_nemo_on_train_end and state.extra.get("stopped") not in UNFINISHED:
         nemo_path = run_dir / "checkpoints" / FINAL_NEMO
         export_nemo(nemo_path, base, cfg, topo)
     if topo.is_main:
         _write_report(run_dir)
     return TrainResult(run_dir, state, nemo_path)
+
+
+def _report_drops(train_data, val_data, train_paths: list[str]) -> None:
+    """One line per dataset whose preparation dropped samples (too short, too long, nothing trained)."""
+    sources = train_data if isinstance(train_data, list) else [train_data]
+    names = [f"model.data.train_ds ({p})" for p in train_paths] if len(sources) > 1 else ["model.data.train_ds"]
+    for name, data in [*zip(names, sources, strict=True), ("model.data.validation_ds", val_data)]:
+        line = dropped_line(name, data) if data is not None else None
+        if line:
+            print(line)
 
 
 def _stop_on_failure(problem: str | None) -> None:

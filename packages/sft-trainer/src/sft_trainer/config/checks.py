@@ -80,3 +80,40 @@ def count_or_fraction(obj: Any, name: str, *, zero_ok: bool) -> None:
         check_number(value, name, 0.0, 1.0, low_open=not zero_ok)
     else:
         integer(obj, name, 0 if zero_ok else 1)
+
+
+
+_UNITS = {"weeks": 604800, "days": 86400, "hours": 3600, "minutes": 60, "seconds": 1}
+_DURATION = "a duration > 0: 'DD:HH:MM:SS' or a mapping of days/hours/minutes/seconds"
+
+
+def seconds(value: Any) -> float:
+    """Lightning's ``max_time`` (``DD:HH:MM:SS``, or a mapping of units) in seconds; ``ValueError``
+    for anything else. A bare number is refused: YAML 1.1 reads an unquoted ``10:00:00:00`` as the
+    base-60 number 2160000, and taking that for seconds would silently mean 25 days, not 10."""
+    if isinstance(value, str):
+        parts = value.strip().split(":")
+        if len(parts) != 4 or not all(p.strip().isdigit() for p in parts):
+            raise ValueError(value)
+        total = float(sum(int(p) * unit for p, unit in zip(parts, (86400, 3600, 60, 1), strict=True)))
+    elif isinstance(value, dict):
+        if not value or set(value) - set(_UNITS) or any(isinstance(v, bool) or not isinstance(v, int | float)
+                                                        for v in value.values()):
+            raise ValueError(value)
+        total = float(sum(v * _UNITS[k] for k, v in value.items()))
+    else:
+        raise ValueError(value)
+    if not math.isfinite(total) or total <= 0:
+        raise ValueError(value)
+    return total
+
+
+def duration(obj: Any, name: str) -> None:
+    """``seconds`` accepts the value; a number gets the reason (YAML's base-60 reading of D:HH:MM:SS)."""
+    value = getattr(obj, name)
+    try:
+        seconds(value)
+    except ValueError:
+        hint = (" (quoted in YAML: unquoted, 10:00:00:00 is read as the base-60 number 2160000; "
+                "for seconds write {seconds: N})") if isinstance(value, int | float) and not isinstance(value, bool) else ""
+        raise ConfigValueError(name, value, _DURATION + hint) from None

@@ -10,19 +10,21 @@ second time.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 from sft_core import SftError
 from sft_data.config import DataConfig
+from sft_data.mixture import TOLERANCE
 from sft_data.templates.base import ChatPromptTokens
 
 from sft_trainer.config import checks
 from sft_trainer.config.structured import ConfigValueError
 
 SAMPLE_KEYS = ("prompt_template", "label_key", "truncation_field", "truncation_method", "add_bos", "add_eos",
-               "add_sep", "max_seq_length", "overlong", "packing_algorithm", "skip_invalid", "format")
+               "add_sep", "max_seq_length", "min_seq_length", "overlong", "packing_algorithm", "skip_invalid", "format")
 """DataConfig fields that are per-dataset keys under the reference's names (the same names)."""
 
 
@@ -38,10 +40,38 @@ def _shared_fields() -> list[tuple[str, Any, Any]]:
     return shared
 
 
+def _paths(self) -> list[str] | None:
+    """The dataset's files (``file_path``, or NeMo's ``file_names``), as a list; None when unset."""
+    value = self.file_names if self.file_names is not None else self.file_path
+    return [value] if isinstance(value, str) else value
+
+
+def _check_files(self) -> None:
+    for key in ("file_path", "file_names"):
+        value = getattr(self, key)
+        paths = [value] if isinstance(value, str) else value
+        if paths is not None and (not paths or not all(isinstance(p, str) and p.strip() for p in paths)):
+            raise ConfigValueError(key, value, "a path, a non-empty list of paths, or null")
+    if self.file_path is not None and self.file_names is not None:
+        raise ConfigValueError("file_names", self.file_names, "null when file_path is set (both name the "
+                               "dataset's files: set one)")
+    weights = self.concat_sampling_probabilities
+    if weights is None:
+        return
+    for i, weight in enumerate(weights):
+        checks.check_number(weight, f"concat_sampling_probabilities[{i}]", 0.0, 1.0)
+    total = math.fsum(weights)
+    if not weights or abs(total - 1.0) > TOLERANCE:
+        raise ConfigValueError("concat_sampling_probabilities", weights, f"probabilities that sum to 1 (these sum "
+                                                                           f"to {total:g})")
+    paths = _paths(self)
+    if paths is not None and len(paths) != len(weights):
+        raise ConfigValueError("concat_sampling_probabilities", weights, f"one probability per file ({len(paths)} "
+                                                                           f"file{'s' * (len(paths) != 1)})")
+
+
 def _check(self) -> None:
-    paths = [self.file_path] if isinstance(self.file_path, str) else self.file_path
-    if paths is not None and (not paths or not all(isinstance(p, str) and p.strip() for p in paths)):
-        raise ConfigValueError("file_path", self.file_path, "a path, a non-empty list of paths, or null")
+    _check_files(self)
     for key in ("global_batch_size", "micro_batch_size"):
         if getattr(self, key) is not None:
             checks.integer(self, key, 1)
@@ -49,6 +79,7 @@ def _check(self) -> None:
     checks.choice(self, "truncation_method", ("right", "left"))
     checks.choice(self, "overlong", ("truncate", "drop"))
     checks.integer(self, "max_seq_length", 2)
+    checks.integer(self, "min_seq_length", 1, self.max_seq_length)
     if self.pack_size is not None:
         checks.integer(self, "pack_size", self.max_seq_length)
     checks.text(self, "packing_algorithm")
@@ -68,6 +99,8 @@ DatasetConfig = dataclasses.make_dataclass(
     [
         # the trainer's own keys (documented in DATASET_KEYS below); then sft-data's DataConfig fields
         ("file_path", str | list[str] | None, field(default=None)),
+        ("file_names", list[str] | None, field(default=None)),
+        ("concat_sampling_probabilities", list[float] | None, field(default=None)),
         ("global_batch_size", int | None, field(default=None)),
         ("micro_batch_size", int | None, field(default=None)),
         ("packed_sequence", bool, field(default=False)),
@@ -76,12 +109,19 @@ DatasetConfig = dataclasses.make_dataclass(
         ("drop_last", bool, field(default=True)),
         *_shared_fields(),
     ],
-    namespace={"__post_init__": _check, "data_config": _data_config, "__module__": __name__,
+    namespace={"__post_init__": _check, "data_config": _data_config, "paths": _paths, "__module__": __name__,
                "__doc__": "One dataset section (``model.data.train_ds`` / ``validation_ds``)."},
 )
 
 DATASET_KEYS = {
-    "file_path": "JSONL file(s), or a directory written by ``sft prepare`` (used as is).",
+    "file_path": "JSONL file(s), or a directory written by ``sft prepare`` (used as is); several are "
+                 "concatenated into one dataset, or mixed by ``concat_sampling_probabilities``.",
+    "file_names": "NeMo's name for a list of files: the same as a list in ``file_path`` (set one of them).",
+    "concat_sampling_probabilities": "train_ds: one probability per file, summing to 1: the files are mixed "
+                                     "with these weights (``sft_data.mixture``: an epoch is as many items as "
+                                     "the files hold together, each file's share drawn exactly, a new draw "
+                                     "each epoch); null concatenates them. validation_ds: no effect (every "
+                                     "validation sample is used once).",
     "global_batch_size": "The reference's place for the batch size (train_ds: the run's; validation_ds: "
                          "validation's, default the run's).",
     "micro_batch_size": "Likewise for the micro-batch size.",

@@ -64,15 +64,33 @@ class PeftConfig:
     peft_scheme: str = "none"
     """``none`` or a PEFT method registered by a plugin (``lora`` with sft-lora, whose settings are
     its own section, ``model.peft.lora_tuning``)."""
+    restore_from_path: str | None = None
+    """An adapter-only ``.nemo`` (what a PEFT run exports) whose adapter weights are loaded once the
+    method has built the adapters, to train on from there or, with ``trainer.sft.max_steps=0``, to
+    evaluate; its adapters must be the ones this run's settings build (same method, targets, rank)."""
 
     def __post_init__(self) -> None:
         checks.text(self, "peft_scheme")
+        checks.text(self, "restore_from_path", optional=True)
+        if self.restore_from_path is not None and self.peft_scheme == "none":
+            raise ConfigValueError("peft_scheme", self.peft_scheme, "the adapters' PEFT method (e.g. lora) when "
+                                   "model.peft.restore_from_path is set")
 
 
 @dataclass
 class ModelSection:
     restore_from_path: str | None = None
     """The ``.nemo`` to fine-tune."""
+    resume_from_checkpoint: str | None = None
+    """A training checkpoint directory (``…/checkpoints/megatron_gpt_sft--step=…``) to resume from
+    instead of the newest in the run directory, also from another run's; it must verify as the
+    automatic resume's candidates do, or the run stops with one line saying why."""
+    save_nemo_on_validation_end: bool = False
+    """At each checkpoint saved after a validation, also write ``checkpoints/megatron_gpt_sft.nemo``
+    (replacing the previous one atomically), so the latest validated model is usable while training
+    goes on. The reference's YAML enables it; off by default here because each export writes the
+    whole model again (gigabytes and minutes per validation for large models) next to the checkpoint
+    that already holds it."""
     tensor_model_parallel_size: int = 1
     """Tensor-parallel ranks."""
     pipeline_model_parallel_size: int = 1
@@ -103,6 +121,7 @@ class ModelSection:
 
     def __post_init__(self) -> None:
         checks.text(self, "restore_from_path", optional=True)
+        checks.text(self, "resume_from_checkpoint", optional=True)
         self._batch_sizes()
         for key in ("tensor_model_parallel_size", "pipeline_model_parallel_size", "micro_batch_size",
                     "global_batch_size"):

@@ -63,17 +63,12 @@ NO_EFFECT: dict[str, str] = {
     "model.data.*_ds.truncation_field_mapping": "truncation_field names the fields",
     "model.data.*_ds.prompt_template_keys": "the placeholders of prompt_template are the keys",
     "model.data.*_ds.label_keys": "label_key names the answer field",
+    "model.data.validation_ds.concat_sampling_probabilities": "every validation sample is used once (files are "
+                                                              "concatenated, not mixed)",
     "model.data.*_ds.tokens_to_generate": "validation metrics use trainer.sft.inference_metrics.max_new_tokens",
 }
 
 NOT_YET: dict[str, str] = {
-    "model.resume_from_checkpoint": "resuming from a named checkpoint is not implemented yet (the newest is used)",
-    "model.save_nemo_on_validation_end": "a .nemo is written at the end of training only, for now",
-    "model.peft.restore_from_path": "starting from a trained adapter is not implemented yet",
-    "model.data.*_ds.file_names": "several files are concatenated; weighted mixing is not implemented yet",
-    "model.data.*_ds.concat_sampling_probabilities": "weighted mixing of several files is not implemented yet",
-    "model.data.*_ds.min_seq_length": "dropping short samples is not implemented yet",
-    "trainer.max_time": "a time limit is not implemented yet",
     "model.sequence_parallel": "sequence parallelism is not implemented yet",
     "model.activations_checkpoint_granularity": "activation recomputation is not implemented yet",
     "model.activations_checkpoint_method": "activation recomputation is not implemented yet",
@@ -108,8 +103,7 @@ def take_unused(data: dict[str, Any], prefix: str = "") -> list[UnusedKey]:
         later = _reason(path, NOT_YET)
         if reason or later:
             value = data.pop(key)
-            idle = (None, False, 0, 1) if path.endswith("min_seq_length") else (None, False)
-            taken.append(UnusedKey(path, value, reason or later, asks_for_more=bool(later) and value not in idle))
+            taken.append(UnusedKey(path, value, reason or later, asks_for_more=bool(later) and value not in (None, False)))
         elif isinstance(data[key], dict):
             taken += take_unused(data[key], path)
     return taken
@@ -126,4 +120,13 @@ def unused_table(unused: list[UnusedKey]) -> list[str]:
         if rows:
             lines.append(f"{title}:")
             lines += [f"  {f'{u.key} = {u.value!r}':<{width}}  {u.reason}" for u in rows]
+    return lines
+
+
+def markdown_table() -> list[str]:
+    """README's table of the reference's keys accepted without effect (``NO_EFFECT``), and of those
+    this version lacks (``NOT_YET``)."""
+    lines = ["| key | why it changes nothing here |", "|---|---|"]
+    lines += [f"| `{key}` | {reason} |" for key, reason in NO_EFFECT.items()]
+    lines += [f"| `{key}` | not honoured: {reason} |" for key, reason in NOT_YET.items()]
     return lines

@@ -69,7 +69,8 @@ class SFTLoopConfig:
     max_epochs: int | None = 1
     """Epochs over the training data; None or -1: no epoch limit (max_steps must be set)."""
     max_steps: int = -1
-    """Optimizer steps; -1: no step limit. Whichever of max_epochs / max_steps ends first wins."""
+    """Optimizer steps; -1: no step limit. Whichever of max_epochs / max_steps ends first wins. 0 trains
+    nothing and validates the starting model once (logged at step 0): an evaluation run."""
     val_check_interval: int | float = 100
     """Validate every N steps (int) or every fraction of an epoch (float ≤ 1)."""
     save_interval: int | None = None
@@ -111,6 +112,15 @@ class TrainerSection:
     """``bf16`` (GPU default; fp32 master weights) or ``32``. CPU runs always use fp32."""
     accelerator: str = "auto"
     """``auto`` (GPU when available), ``gpu`` or ``cpu``."""
+    max_time: str | int | dict[str, Any] | None = None
+    """Wall-clock limit of the run: Lightning's ``DD:HH:MM:SS`` (``"00:03:55:00"``) or its mapping
+    (``{hours: 3, minutes: 55}``, ``{seconds: 90}``). A bare number is refused: YAML reads an unquoted
+    ``10:00:00:00`` as a base-60 number, which would silently be wrong. Counted from the start of ``sft train``
+    (loading included). Before each step the trainer checks that the next step plus a checkpoint
+    save still fit (longest step and longest save so far), and otherwise saves and stops, with
+    ``stopped: max_time``: a cluster job ends cleanly with a checkpoint, and the same command in
+    the next job resumes. No final ``.nemo`` is exported then (the run is not finished and the
+    export could overrun the limit); the run that finishes exports it."""
     sft: SFTLoopConfig = field(default_factory=SFTLoopConfig)
     """The SFT loop."""
 
@@ -118,6 +128,12 @@ class TrainerSection:
         if str(self.precision) not in (*PRECISIONS, "16", "16-mixed", "bf16-true"):
             raise ConfigValueError("precision", self.precision, "one of " + ", ".join(PRECISIONS))
         checks.choice(self, "accelerator", ("auto", "gpu", "cpu"))
+        if self.max_time is not None:
+            checks.duration(self, "max_time")
+
+    @property
+    def max_time_seconds(self) -> float | None:
+        return None if self.max_time is None else checks.seconds(self.max_time)
 
 
 @dataclass
