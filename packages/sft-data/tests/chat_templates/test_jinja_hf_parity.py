@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pytest
 import transformers  # a dev dependency (uv sync installs it); sft_data itself never imports it
-from sft_data.encoding import SegmentEncoder
+from sft_data.encoding import ChatEncoder
 from sft_data.templates.jinja import JinjaChatTemplate
 from sft_data.templates.resolve import CHATML_SOURCE, LLAMA3_SOURCE
 from sft_data.tokenizers.huggingface import HuggingFaceTokenizer
@@ -74,7 +74,7 @@ def test_ids_and_masks_equal_transformers(make_hf_tokenizer, source, bos, eos, s
     conversation = CONVERSATIONS[case]
 
     segments = JinjaChatTemplate(source).render(conversation, ours, add_generation_prompt=add_generation_prompt)
-    sample = SegmentEncoder(ours).encode(segments)
+    sample = ChatEncoder(ours).encode(segments)
 
     messages = ([{"role": "system", "content": conversation.system}] if conversation.system else []) + [
         {"role": t.role, "content": t.content} for t in conversation.turns

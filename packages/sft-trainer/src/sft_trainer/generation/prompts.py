@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sft_data.config import DataConfig
-from sft_data.encoding import SegmentEncoder
+from sft_data.encoding import ChatEncoder
 from sft_data.errors import RecordError, SftError
 from sft_data.formats.detect import detect_format
 from sft_data.formats.prompt_response import template_fields
@@ -56,7 +56,7 @@ class PromptBuilder:
         self.tokenizer = tokenizer
         self.registries = registries
         self._formats: dict[str, SampleBuilder] = {}
-        self._encoder = SegmentEncoder(tokenizer)
+        self._encoder = ChatEncoder(tokenizer)
 
     def _builder(self, fmt) -> SampleBuilder:
         if fmt.name not in self._formats:
