@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sft_data.encoding import ChatEncoder, render_text, trained_tokens
+from sft_data.encoding import ChatEncoder, trained_tokens
 from sft_data.tokenizers.sentencepiece import SentencePieceTokenizer
-from sft_data.types import Segment
+from sft_data.types import RenderedChat, Segment
 
 
 def mask(offsets, spans):
@@ -29,10 +29,10 @@ def test_a_token_covering_no_character_belongs_to_the_character_after_it():
     assert mask(offsets, [(4, 6), (9, 10)]) == [False, False, True, False, True]
 
 
-def test_render_text_joins_segments_and_merges_adjacent_trained_spans():
+def test_from_segments_joins_segments_and_merges_adjacent_trained_spans():
     segments = [Segment("<s>", special=True), Segment("Q: hi\n"), Segment("", trained=True),
                 Segment("yo", trained=True), Segment("</s>", trained=True, special=True), Segment("\n")]
-    rendered = render_text(segments, open_end=True)
+    rendered = RenderedChat.from_segments(segments, open_end=True)
     assert rendered.text == "<s>Q: hi\nyo</s>\n"
     assert rendered.trained == ((9, 15),)
     assert rendered.controls == ((0, 3), (11, 15))

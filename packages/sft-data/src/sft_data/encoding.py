@@ -1,7 +1,8 @@
 """Rendered conversations -> token ids and loss masks: one encoding pass, masks from character offsets.
 
-A template's segments are joined into one text (``RenderedChat``): the characters of trained segments
-make the trained spans, the template's control strings the control spans. The whole text is encoded
+A template renders a conversation as one text (``RenderedChat``, or segments joined into one): the
+characters of trained segments make the trained spans, the template's control strings the control
+spans. The whole text is encoded
 once by the tokenizer (``Tokenizer.encode_with_controls``, many conversations per call), so the ids
 are what the tokenizer produces for that text at inference, and each token comes with the characters
 it covers. Masks are placed from those offsets, never from token counts, so they cannot drift (the
@@ -36,26 +37,13 @@ from sft_data.tokenizers.controls import Encoded, as_offsets
 from sft_data.types import RenderedChat, Segment, TokenizedSample
 
 
-def render_text(segments: Iterable[Segment], open_end: bool = False) -> RenderedChat:
-    """Join ``segments`` into one text with its trained and control character spans."""
-    parts: list[str] = []
-    trained: list[tuple[int, int]] = []
-    controls: list[tuple[int, int]] = []
-    pos = 0
-    for seg in segments:
-        if not seg.text:
-            continue
-        end = pos + len(seg.text)
-        if seg.trained:
-            if trained and trained[-1][1] == pos:
-                trained[-1] = (trained[-1][0], end)
-            else:
-                trained.append((pos, end))
-        if seg.special:
-            controls.append((pos, end))
-        parts.append(seg.text)
-        pos = end
-    return RenderedChat("".join(parts), tuple(trained), tuple(controls), open_end)
+def token_mask(offsets, spans: Sequence[tuple[int, int]]) -> list[bool]:
+    """The rule applied to a tokenizer's offsets: an ``(n, 2)`` array, or an object that applies the
+    same rule itself (``trained_mask(spans)``, e.g. by looking up only the span edges)."""
+    own = getattr(offsets, "trained_mask", None)
+    if own is not None:
+        return own(spans)
+    return trained_tokens(np.asarray(offsets, dtype=np.int64).reshape(-1, 2), spans).tolist()
 
 
 def trained_tokens(offsets: np.ndarray, spans: Sequence[tuple[int, int]]) -> np.ndarray:
@@ -80,7 +68,16 @@ class ChatEncoder:
 
     def encode(self, segments: Iterable[Segment], source: str = "", *, open_end: bool = False) -> TokenizedSample:
         """One conversation; ``open_end`` for a generation prompt (the answer follows)."""
-        return self.encode_many([render_text(segments, open_end)], [source])[0]
+        return self.encode_many([RenderedChat.from_segments(segments, open_end)], [source])[0]
+
+    def render(self, template, conversation, *, add_generation_prompt: bool = False) -> RenderedChat:
+        """``template``'s rendering as one text: straight from the template when it can give one
+        (``render_text``, no segments in between), else joined from its segments."""
+        direct = getattr(template, "render_text", None)
+        if direct is not None:
+            return direct(conversation, self.tokenizer, add_generation_prompt=add_generation_prompt)
+        segments = template.render(conversation, self.tokenizer, add_generation_prompt=add_generation_prompt)
+        return RenderedChat.from_segments(segments, open_end=add_generation_prompt)
 
     def encode_many(self, rendered: Sequence[RenderedChat], sources: Sequence[str] | None = None) -> list[TokenizedSample]:
         if self._batch is not None:
@@ -90,7 +87,7 @@ class ChatEncoder:
             encoded = [self._by_pieces(r) for r in rendered]
         samples = []
         for i, (chat, (ids, offsets)) in enumerate(zip(rendered, encoded, strict=True)):
-            mask = trained_tokens(offsets, chat.trained).tolist()
+            mask = token_mask(offsets, chat.trained)
             if mask:
                 mask[0] = False  # nothing predicts the first token
             samples.append(TokenizedSample(list(ids), mask, source=sources[i] if sources else ""))

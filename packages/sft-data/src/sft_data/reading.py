@@ -45,6 +45,10 @@ class SampleReader:
             self._builders[fmt.name] = SampleBuilder(self.config, self.tokenizer, fmt, self.registries)
         return self._builders[fmt.name]
 
+    def chat_settings(self) -> dict | None:
+        """``SampleBuilder.chat_settings`` of the first builder that rendered a conversation."""
+        return next((s for b in self._builders.values() if (s := b.chat_settings()) is not None), None)
+
     def records(self, path: str | Path) -> Iterator[Record | RecordProblem]:
         """The records of one file: JSON Lines, unless ``--format`` names a format with its own reader.
 

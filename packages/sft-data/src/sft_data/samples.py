@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sft_data.config import DataConfig
-from sft_data.encoding import ChatEncoder, render_text
+from sft_data.encoding import ChatEncoder
 from sft_data.errors import ConfigError, RecordError, SftError
 from sft_data.registries import DataRegistries
 from sft_data.templates.nemo import NemoChatTemplate
@@ -58,12 +58,28 @@ class SampleBuilder:
             self._template = template
         return self._template
 
+    def chat_settings(self) -> dict[str, Any] | None:
+        """The chat template this builder rendered with, as ``DataConfig`` settings that bring it back
+        (``sft train`` stores them in the .nemo for ``sft generate``); None before any conversation.
+
+        A Jinja template is stored as its source unless it is registered under its name, so the
+        .nemo does not depend on a template file or name that may be gone later.
+        """
+        template = self._template
+        if template is None:
+            return None
+        if isinstance(template, NemoChatTemplate):
+            return {"chat_template": template.name, "chat_prompt_tokens": template.tokens.to_dict()}
+        templates = self.registries.chat_templates
+        if not hasattr(template, "source") or (template.name in templates and templates.get(template.name) is template):
+            return {"chat_template": template.name}
+        return {"chat_template": template.source}
+
     def parse(self, record: dict[str, Any]):
         return self.format.parse(record, self.config)
 
     def render(self, conversation: Conversation, *, add_generation_prompt: bool = False) -> RenderedChat:
-        segments = self.chat_template.render(conversation, self.tokenizer, add_generation_prompt=add_generation_prompt)
-        return render_text(segments, open_end=add_generation_prompt)
+        return self.encoder.render(self.chat_template, conversation, add_generation_prompt=add_generation_prompt)
 
     def tokenize(self, parsed, source: str = "") -> TokenizedSample:
         """The full sample before length limits (used by previews and generation)."""

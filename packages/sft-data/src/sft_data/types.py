@@ -14,6 +14,7 @@ shift (``tokens = ids[:-1]``, ``labels = ids[1:]``) the mask of the label positi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -81,6 +82,28 @@ class RenderedChat:
     """Character spans of the control strings the template placed (``Segment.special``)."""
     open_end: bool = False
     """A generation prompt: the text goes on with the model's answer (how its last piece encodes)."""
+
+    @classmethod
+    def from_segments(cls, segments: Iterable[Segment], open_end: bool = False) -> RenderedChat:
+        """``segments`` joined, with their trained and control (``special``) character spans."""
+        parts: list[str] = []
+        trained: list[tuple[int, int]] = []
+        controls: list[tuple[int, int]] = []
+        pos = 0
+        for seg in segments:
+            if not seg.text:
+                continue
+            end = pos + len(seg.text)
+            if seg.trained:
+                if trained and trained[-1][1] == pos:
+                    trained[-1] = (trained[-1][0], end)
+                else:
+                    trained.append((pos, end))
+            if seg.special:
+                controls.append((pos, end))
+            parts.append(seg.text)
+            pos = end
+        return cls("".join(parts), tuple(trained), tuple(controls), open_end)
 
 
 @dataclass

@@ -135,7 +135,7 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
     nemo_path = None
     if ckpt_params.save_nemo_on_train_end and state.extra.get("stopped") not in ("SIGTERM", "SIGINT"):
         nemo_path = run_dir / "checkpoints" / FINAL_NEMO
-        export_nemo(nemo_path, base, cfg, topo)
+        export_nemo(nemo_path, base, cfg, topo, chat=train_data.header.get("chat"))
     if topo.is_main:
         _write_report(run_dir)
     return TrainResult(run_dir, state, nemo_path)

@@ -21,7 +21,7 @@ from typing import Any
 from tokenizers import Tokenizer as _HFTokenizer
 
 from sft_data.errors import SftError
-from sft_data.tokenizers.controls import Encoded, as_offsets, encode_between_controls
+from sft_data.tokenizers.controls import Encoded, encode_between_controls
 from sft_data.tokenizers.files import fingerprint_files
 
 SIDE_FILES = ("tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
@@ -100,7 +100,7 @@ class HuggingFaceTokenizer:
             finally:
                 self._tok.encode_special_tokens = True
             for i, enc in zip(whole, encodings, strict=True):
-                out[i] = (enc.ids, as_offsets(enc.offsets))
+                out[i] = (enc.ids, EncodingOffsets(enc))
         if cut:
             texts_cut = [texts[i] for i in cut]
             spans_cut = [[s for s in controls[i] if self._tok.token_to_id(texts[i][s[0]:s[1]]) is not None]
@@ -131,6 +131,46 @@ class HuggingFaceTokenizer:
 
     def __repr__(self) -> str:
         return f"HuggingFaceTokenizer({str(self.path)!r}, vocab_size={self.vocab_size})"
+
+
+class EncodingOffsets:
+    """The offsets of one ``tokenizers`` Encoding, read only around the trained spans' edges.
+
+    Turning every token's offsets into Python objects costs about as much as the encoding itself;
+    the mask needs only the tokens at each span's two ends. Same rule as ``sft_data.encoding``: a
+    token with any character in the span is trained, one covering no character belongs to the
+    character after it. Token offsets never go backwards (one text, no pair), so the trained tokens
+    of a span are one run: from the first token holding one of its characters, widened over earlier
+    tokens that still reach into it, to the last one, widened over later tokens that start inside it.
+    """
+
+    __slots__ = ("_enc",)
+
+    def __init__(self, enc):
+        self._enc = enc
+
+    def __len__(self) -> int:
+        return len(self._enc)
+
+    def trained_mask(self, spans) -> list[bool]:
+        enc, n = self._enc, len(self._enc)
+        mask = [False] * n
+        for a, b in spans:
+            first = next((t for c in range(a, b) if (t := enc.char_to_token(c)) is not None), None)
+            if first is None:  # every character of the span vanished in normalisation
+                continue
+            last = next(t for c in range(b - 1, a - 1, -1) if (t := enc.char_to_token(c)) is not None)
+            while first > 0 and _reaches(enc.token_to_chars(first - 1), a):
+                first -= 1
+            while last + 1 < n and (chars := enc.token_to_chars(last + 1)) is not None and chars[0] < b:
+                last += 1
+            mask[first:last + 1] = [True] * (last + 1 - first)
+        return mask
+
+
+def _reaches(chars: tuple[int, int] | None, start: int) -> bool:
+    """A token before the span's first covered character that still belongs to the span."""
+    return chars is not None and (chars[1] > start or chars[0] == chars[1] == start)
 
 
 def config_chat_template(config: dict[str, Any]) -> str | None:
