@@ -2,10 +2,9 @@
 
 A template renders a conversation as one text (``RenderedChat``, or segments joined into one): the
 characters of trained segments make the trained spans, the template's control strings the control
-spans. The whole text is encoded
-once by the tokenizer (``Tokenizer.encode_with_controls``, many conversations per call), so the ids
-are what the tokenizer produces for that text at inference, and each token comes with the characters
-it covers. Masks are placed from those offsets, never from token counts, so they cannot drift (the
+spans. The whole text is encoded once by the tokenizer (``Tokenizer.encode_with_controls``, many
+conversations per call), so the ids are what the tokenizer produces for that text at inference, and
+each token comes with the characters it covers. Masks are placed from those offsets, never from token counts, so they cannot drift (the
 reference placed them by per-turn token counts, which shift whenever a turn tokenizes differently
 inside the conversation than on its own).
 
@@ -15,7 +14,9 @@ The rule, per token with characters ``[start, end)``:
   boundary is therefore trained: the model has to produce it to produce the trained text (a
   SentencePiece ``▁yo`` whose ``▁`` is the untrained newline before an answer ``yo`` is the answer's
   first token). This is also transformers' ``return_assistant_tokens_mask`` rule (every token from
-  the one holding a span's first character to the one holding its last);
+  the one holding a span's first character to the one holding its last), except that transformers
+  reads trimmed offsets where a tokenizer trims them, and leaves out a token covering no character
+  right at a span's start;
 * a token that covers no character (SentencePiece's dummy-prefix ``▁``, the leading bytes of a
   character split into byte pieces) is trained when the character at ``start`` is: it belongs to
   the text that follows it.
@@ -52,7 +53,7 @@ def trained_tokens(offsets: np.ndarray, spans: Sequence[tuple[int, int]]) -> np.
         return np.zeros(len(offsets), dtype=np.bool_)
     bounds = np.asarray(spans, dtype=np.int64)
     starts, ends = offsets[:, 0], offsets[:, 1]
-    # The first span ending after the token's start is the only one it can touch (spans are sorted).
+    # Spans are sorted and disjoint: the first one ending after the token's start is the one to test.
     index = np.searchsorted(bounds[:, 1], starts, side="right")
     inside = index < len(bounds)
     first_start = bounds[np.minimum(index, len(bounds) - 1), 0]
