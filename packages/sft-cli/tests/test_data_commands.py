@@ -31,7 +31,9 @@ def test_preview_plain_marks_trained_spans(run, tok_model):
 def test_preview_nemo_chat_shows_turn_structure(run, tok_model):
     result = run("preview", CHAT, "--tokenizer", tok_model, "-n", "1", "--plain")
     assert result.exit_code == 0, result.output
-    assert "⟦ cloud backwards is duolc.\n<extra_id_1>⟧ User" in result.output
+    # the whole conversation encoded at once, as the reference: no word-start "▁" before the answer
+    # (it follows the newline), and the bare one before "User" dropped between two control tokens
+    assert "Assistant\n⟦cloud backwards is duolc.\n<extra_id_1>⟧User\nWhat is 2 plus 18?" in result.output
 
 
 def test_prepare_packed_writes_dataset_and_stats(run, tok_model, tmp_path):

@@ -48,7 +48,8 @@ class DataConfig:
     """Train only on answers / assistant turns; False trains on every token."""
     chat_template: str | None = None
     """Chat template: a registered name, a ``.jinja`` file, a tokenizer_config.json, ``tokenizer``,
-    or None (``nemo`` for NeMo chat records; the tokenizer's own template or ``chatml`` otherwise)."""
+    Jinja source, or None (``nemo`` for NeMo chat records; the tokenizer's own template or ``chatml``
+    otherwise)."""
     chat_prompt_tokens: ChatPromptTokens = field(default_factory=ChatPromptTokens)
     """NeMo chat control strings."""
     pack_size: int | None = None

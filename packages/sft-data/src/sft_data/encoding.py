@@ -1,70 +1,109 @@
-"""Rendered segments -> token ids and loss mask, piece by piece.
+"""Rendered conversations -> token ids and loss masks: one encoding pass, masks from character offsets.
 
-Each segment is tokenized on its own and the ids concatenated, so a trained span starts and ends
-exactly where the template says, whatever the tokenizer would merge across the junction (the
-reference tokenized whole conversations and then placed masks by per-turn lengths, which drifts).
-Adjacent plain-text segments with the same mask are joined first so ordinary text tokenizes
-naturally.
+A template renders a conversation as one text (``RenderedChat``, or segments joined into one): the
+characters of trained segments make the trained spans, the template's control strings the control
+spans. The whole text is encoded once by the tokenizer (``Tokenizer.encode_with_controls``, many
+conversations per call), so the ids are what the tokenizer produces for that text at inference, and
+each token comes with the characters it covers. Masks are placed from those offsets, never from token counts, so they cannot drift (the
+reference placed them by per-turn token counts, which shift whenever a turn tokenizes differently
+inside the conversation than on its own).
+
+The rule, per token with characters ``[start, end)``:
+
+* a token is trained when any of its characters lies in a trained span. A token straddling a span
+  boundary is therefore trained: the model has to produce it to produce the trained text (a
+  SentencePiece ``▁yo`` whose ``▁`` is the untrained newline before an answer ``yo`` is the answer's
+  first token). This is also transformers' ``return_assistant_tokens_mask`` rule (every token from
+  the one holding a span's first character to the one holding its last), except that transformers
+  reads trimmed offsets where a tokenizer trims them, and leaves out a token covering no character
+  right at a span's start;
+* a token that covers no character (SentencePiece's dummy-prefix ``▁``, the leading bytes of a
+  character split into byte pieces) is trained when the character at ``start`` is: it belongs to
+  the text that follows it.
+
+A tokenizer without ``encode_with_controls`` (a plugin's) is encoded piece by piece instead: each
+segment on its own, every token given its segment's span. Masks are then exact too, but the ids are
+the segment-wise ones, which may differ from the tokenizer's whole-text encoding.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from itertools import pairwise
 
-from sft_data.errors import SftError
+import numpy as np
+
 from sft_data.tokenizers.base import Tokenizer
-from sft_data.types import Segment, TokenizedSample
+from sft_data.tokenizers.controls import Encoded, as_offsets
+from sft_data.types import RenderedChat, Segment, TokenizedSample
 
 
-def merge_segments(segments: Iterable[Segment]) -> list[Segment]:
-    merged: list[Segment] = []
-    for seg in segments:
-        if not seg.text:
-            continue
-        last = merged[-1] if merged else None
-        if last and not seg.special and not last.special and last.trained == seg.trained and last.role == seg.role:
-            merged[-1] = Segment(last.text + seg.text, seg.trained, False, seg.role)
-        else:
-            merged.append(seg)
-    return merged
+def token_mask(offsets, spans: Sequence[tuple[int, int]]) -> list[bool]:
+    """The rule applied to a tokenizer's offsets: an ``(n, 2)`` array, or an object that applies the
+    same rule itself (``trained_mask(spans)``, e.g. by looking up only the span edges)."""
+    own = getattr(offsets, "trained_mask", None)
+    if own is not None:
+        return own(spans)
+    return trained_tokens(np.asarray(offsets, dtype=np.int64).reshape(-1, 2), spans).tolist()
 
 
-class SegmentEncoder:
-    """Encodes segments with one tokenizer, caching how each control string encodes."""
+def trained_tokens(offsets: np.ndarray, spans: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Per token, whether it is trained under the rule in the module docstring."""
+    if not len(spans) or not len(offsets):
+        return np.zeros(len(offsets), dtype=np.bool_)
+    bounds = np.asarray(spans, dtype=np.int64)
+    starts, ends = offsets[:, 0], offsets[:, 1]
+    # Spans are sorted and disjoint: the first one ending after the token's start is the one to test.
+    index = np.searchsorted(bounds[:, 1], starts, side="right")
+    inside = index < len(bounds)
+    first_start = bounds[np.minimum(index, len(bounds) - 1), 0]
+    return inside & (first_start < np.maximum(ends, starts + 1))
+
+
+class ChatEncoder:
+    """Encodes rendered conversations with one tokenizer."""
 
     def __init__(self, tokenizer: Tokenizer):
         self.tokenizer = tokenizer
-        self._special: dict[str, list[int]] = {}
+        self._batch = getattr(tokenizer, "encode_with_controls", None)
 
-    def encode_special(self, text: str) -> list[int]:
-        """A template's control string: one token when the vocabulary has it, else its text.
+    def encode(self, segments: Iterable[Segment], source: str = "", *, open_end: bool = False) -> TokenizedSample:
+        """One conversation; ``open_end`` for a generation prompt (the answer follows)."""
+        return self.encode_many([RenderedChat.from_segments(segments, open_end)], [source])[0]
 
-        A control string that tokenizes to nothing (a SentencePiece model without byte fallback
-        drops ``\\x11``) would silently remove turn boundaries, so it is an error.
-        """
-        cached = self._special.get(text)
-        if cached is not None:
-            return cached
-        single = self.tokenizer.token_to_id(text)
-        ids = [single] if single is not None else self.tokenizer.encode(text)
-        if single is None and (not ids or (text.strip() and text.strip() not in self.tokenizer.decode(ids))):
-            raise SftError(
-                f"the template token {text!r} does not survive tokenization by this tokenizer "
-                f"(it encodes to {ids}); pick chat prompt tokens the tokenizer can represent"
-            )
-        self._special[text] = ids
-        return ids
+    def render(self, template, conversation, *, add_generation_prompt: bool = False) -> RenderedChat:
+        """``template``'s rendering as one text: straight from the template when it can give one
+        (``render_text``, no segments in between), else joined from its segments."""
+        direct = getattr(template, "render_text", None)
+        if direct is not None:
+            return direct(conversation, self.tokenizer, add_generation_prompt=add_generation_prompt)
+        segments = template.render(conversation, self.tokenizer, add_generation_prompt=add_generation_prompt)
+        return RenderedChat.from_segments(segments, open_end=add_generation_prompt)
 
-    def encode(self, segments: Iterable[Segment], source: str = "") -> TokenizedSample:
+    def encode_many(self, rendered: Sequence[RenderedChat], sources: Sequence[str] | None = None) -> list[TokenizedSample]:
+        if self._batch is not None:
+            encoded = self._batch([r.text for r in rendered], [r.controls for r in rendered],
+                                  [r.open_end for r in rendered])
+        else:
+            encoded = [self._by_pieces(r) for r in rendered]
+        samples = []
+        for i, (chat, (ids, offsets)) in enumerate(zip(rendered, encoded, strict=True)):
+            mask = token_mask(offsets, chat.trained)
+            if mask:
+                mask[0] = False  # nothing predicts the first token
+            samples.append(TokenizedSample(list(ids), mask, source=sources[i] if sources else ""))
+        return samples
+
+    def _by_pieces(self, chat: RenderedChat) -> Encoded:
+        """Fallback: every piece between control and trained-span edges encoded on its own."""
+        cuts = sorted({0, len(chat.text), *(x for span in (*chat.trained, *chat.controls) for x in span)})
+        controls = set(chat.controls)
         ids: list[int] = []
-        mask: list[bool] = []
-        spans: list[tuple[int, int, bool]] = []
-        for seg in merge_segments(segments):
-            piece = self.encode_special(seg.text) if seg.special else self.tokenizer.encode(seg.text)
-            start = len(ids)
-            ids.extend(piece)
-            mask.extend([seg.trained] * len(piece))
-            spans.append((start, len(ids), seg.trained))
-        if mask:
-            mask[0] = False  # nothing predicts the first token
-        return TokenizedSample(ids, mask, source=source, segments=spans)
+        offsets: list[tuple[int, int]] = []
+        for start, end in pairwise(cuts):
+            piece = chat.text[start:end]
+            single = self.tokenizer.token_to_id(piece) if (start, end) in controls else None
+            piece_ids = [single] if single is not None else self.tokenizer.encode(piece)
+            ids.extend(piece_ids)
+            offsets.extend([(start, end)] * len(piece_ids))
+        return ids, as_offsets(offsets)

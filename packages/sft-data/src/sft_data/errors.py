@@ -10,11 +10,15 @@ from dataclasses import dataclass
 
 from sft_core.errors import PluginError, SftError
 
-__all__ = ["InvalidRecordsError", "PluginError", "RecordError", "RecordProblem", "SftError"]
+__all__ = ["ConfigError", "InvalidRecordsError", "PluginError", "RecordError", "RecordProblem", "SftError"]
 
 
 class RecordError(SftError):
     """One record is invalid; raised by format parsers without location (the reader adds it)."""
+
+
+class ConfigError(SftError):
+    """The settings or the tokenizer cannot work, whatever the data: reported without a record location."""
 
 
 @dataclass(frozen=True)

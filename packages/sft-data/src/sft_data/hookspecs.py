@@ -44,7 +44,8 @@ def sft_register_chat_templates(register: Register) -> None:
 
     A template has a ``name`` (what ``--chat-template`` accepts) and
     ``render(conversation, add_generation_prompt) -> list[Segment]``: the text pieces in order,
-    each marked trained or not and special or not. Loss masks come from these segments.
+    each marked trained or not and special or not. They are joined into one text and encoded in
+    one pass; a token is trained when any of its characters comes from a trained piece.
     """
 
 

@@ -32,6 +32,8 @@ class PrepareResult:
     files: list[FileSamples]
     bins: list[list[int]] | None = None
     problems: list[RecordProblem] = field(default_factory=list)
+    chat: dict[str, Any] | None = None
+    """The chat template the conversations were rendered with (``SampleBuilder.chat_settings``)."""
 
 
 def length_percentiles(lengths: Sequence[int]) -> dict[str, int]:
@@ -88,7 +90,7 @@ def tokenize_files(
         "formats": {info.path: info.format for info in files},
         "packing": None,
     }
-    return PrepareResult(samples, stats, files, problems=problems)
+    return PrepareResult(samples, stats, files, problems=problems, chat=reader.chat_settings())
 
 
 def prepare(
@@ -119,6 +121,7 @@ def prepare(
             "data_config": config.to_dict(),
             "sources": [str(p) for p in inputs],
             "formats": result.stats["formats"],
+            "chat": result.chat,
         }
         write_prepared(output, result.samples, bins=result.bins, pack_size=config.pack_size, header=header)
         (Path(output) / STATS_FILE).write_text(json.dumps(result.stats, indent=2) + "\n", encoding="utf-8")

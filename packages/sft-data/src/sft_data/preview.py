@@ -69,7 +69,7 @@ def preview(
     reader = SampleReader(config, tokenizer, registries)
     info = FileSamples(str(path))
     reported = 0
-    for shown, (record, built) in enumerate(reader.read(path, info), start=1):
+    for shown, (record, built) in enumerate(reader.read(path, info, batch_size=max(n, 1)), start=1):
         while reported < len(info.problems):
             yield info.problems[reported]
             reported += 1

@@ -7,12 +7,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sft_data.config import DataConfig
-from sft_data.errors import RecordError, RecordProblem, SftError
+from sft_data.errors import RecordError, RecordProblem
 from sft_data.formats.detect import detect_format
 from sft_data.records import Record, read_records
 from sft_data.registries import DataRegistries
 from sft_data.samples import BuiltSample, SampleBuilder
 from sft_data.tokenizers.base import Tokenizer
+
+BATCH_SIZE = 256
+"""Records built per tokenizer call: large enough to amortise the call, small enough for previews."""
 
 
 @dataclass
@@ -42,6 +45,10 @@ class SampleReader:
             self._builders[fmt.name] = SampleBuilder(self.config, self.tokenizer, fmt, self.registries)
         return self._builders[fmt.name]
 
+    def chat_settings(self) -> dict | None:
+        """``SampleBuilder.chat_settings`` of the first builder that rendered a conversation."""
+        return next((s for b in self._builders.values() if (s := b.chat_settings()) is not None), None)
+
     def records(self, path: str | Path) -> Iterator[Record | RecordProblem]:
         """The records of one file: JSON Lines, unless ``--format`` names a format with its own reader.
 
@@ -56,31 +63,47 @@ class SampleReader:
         return read_records(path)
 
     def read(
-        self, path: str | Path, info: FileSamples | None = None, on_record: Callable[[], None] | None = None
+        self,
+        path: str | Path,
+        info: FileSamples | None = None,
+        on_record: Callable[[], None] | None = None,
+        batch_size: int = BATCH_SIZE,
     ) -> Iterator[tuple[Record, BuiltSample]]:
         """Yield ``(record, built)`` for valid records; invalid ones are appended to ``info.problems``.
 
-        The format is chosen once per file, from its first valid record.
+        The format is chosen once per file, from its first valid record. Records are built
+        ``batch_size`` at a time (one tokenizer call per batch); problems keep file order.
         """
         info = info if info is not None else FileSamples(str(path))
         builder: SampleBuilder | None = None
+        batch: list[Record] = []
         for item in self.records(path):
             if on_record:
                 on_record()
             if isinstance(item, RecordProblem):
+                if builder is not None:
+                    yield from self._flush(builder, batch, info)
                 info.problems.append(item)
                 continue
             if builder is None:
                 builder = self.builder_for(item)
                 info.format = builder.format.name
-            try:
-                built = builder.build(item.data, item.location)
-            except RecordError as exc:
-                info.problems.append(RecordProblem(item.path, item.line, str(exc)))
-                continue
-            except SftError as exc:  # a config problem surfaced by this record: not the record's fault
-                raise SftError(f"{item.location}: {exc}") from None
-            yield item, built
+            batch.append(item)
+            if len(batch) >= batch_size:
+                yield from self._flush(builder, batch, info)
+        if builder is not None:
+            yield from self._flush(builder, batch, info)
+
+    @staticmethod
+    def _flush(builder: SampleBuilder, batch: list[Record], info: FileSamples) -> Iterator[tuple[Record, BuiltSample]]:
+        results = builder.build_many([(record.data, record.location) for record in batch])
+        records = list(batch)
+        batch.clear()
+        for record, result in zip(records, results, strict=True):
+            if isinstance(result, RecordError):
+                info.problems.append(RecordProblem(record.path, record.line, str(result)))
+            else:
+                yield record, result
 
 
 def count_lines(path: str | Path) -> int:

@@ -1,22 +1,24 @@
-"""One record in, one training sample out: parse, render, tokenize, truncate, mask.
+"""Records in, training samples out: parse, render, tokenize, truncate, mask.
 
 ``SampleBuilder`` holds everything fixed for a run (config, tokenizer, format, template) so each
-record costs only its own work.
+record costs only its own work. Conversations are rendered one by one and encoded many at a time
+(``build_many``): one tokenizer call for a whole batch of conversations.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sft_data.config import DataConfig
-from sft_data.encoding import SegmentEncoder
-from sft_data.errors import RecordError, SftError
+from sft_data.encoding import ChatEncoder
+from sft_data.errors import ConfigError, RecordError, SftError
 from sft_data.registries import DataRegistries
 from sft_data.templates.nemo import NemoChatTemplate
 from sft_data.templates.prompt_response import PromptResponseTokenizer
 from sft_data.tokenizers.base import Tokenizer
-from sft_data.types import Conversation, PromptResponse, TokenizedSample
+from sft_data.types import Conversation, PromptResponse, RenderedChat, TokenizedSample
 
 
 @dataclass
@@ -34,7 +36,7 @@ class SampleBuilder:
         self.tokenizer = tokenizer
         self.format = fmt
         self.registries = registries
-        self._encoder = SegmentEncoder(tokenizer)
+        self.encoder = ChatEncoder(tokenizer)
         self._prompt_response: PromptResponseTokenizer | None = None
         self._template = None
 
@@ -52,36 +54,96 @@ class SampleBuilder:
                 template = resolve_chat_template(spec, self.tokenizer, self.registries.chat_templates)
             if isinstance(template, NemoChatTemplate):
                 template = template.with_tokens(self.config.chat_prompt_tokens)
+                template.check_tokenizer(self.tokenizer)
             self._template = template
         return self._template
+
+    def chat_settings(self) -> dict[str, Any] | None:
+        """The chat template this builder rendered with, as ``DataConfig`` settings that bring it back
+        (``sft train`` stores them in the .nemo for ``sft generate``); None before any conversation.
+
+        A Jinja template is stored as its source unless it is registered under its name, so the
+        .nemo does not depend on a template file or name that may be gone later.
+        """
+        template = self._template
+        if template is None:
+            return None
+        if isinstance(template, NemoChatTemplate):
+            return {"chat_template": template.name, "chat_prompt_tokens": template.tokens.to_dict()}
+        templates = self.registries.chat_templates
+        if not hasattr(template, "source") or (template.name in templates and templates.get(template.name) is template):
+            return {"chat_template": template.name}
+        return {"chat_template": template.source}
 
     def parse(self, record: dict[str, Any]):
         return self.format.parse(record, self.config)
 
+    def render(self, conversation: Conversation, *, add_generation_prompt: bool = False) -> RenderedChat:
+        return self.encoder.render(self.chat_template, conversation, add_generation_prompt=add_generation_prompt)
+
     def tokenize(self, parsed, source: str = "") -> TokenizedSample:
         """The full sample before length limits (used by previews and generation)."""
+        return self._samples([self._prepare(parsed)], [source])[0]
+
+    def _prepare(self, parsed) -> PromptResponse | RenderedChat:
         if isinstance(parsed, PromptResponse):
-            if self._prompt_response is None:
-                self._prompt_response = PromptResponseTokenizer(self.config, self.tokenizer)
-            return self._prompt_response(parsed, source)
+            return parsed
         if isinstance(parsed, Conversation):
-            sample = self._encoder.encode(self.chat_template.render(parsed, self.tokenizer), source)
-            if not self.config.answer_only_loss:
-                sample.loss_mask = [j > 0 for j in range(len(sample.input_ids))]
-            return sample
+            return self.render(parsed)
         raise SftError(f"format {self.format.name!r} returned {type(parsed).__name__}, not a sample")
+
+    def _samples(self, items: Sequence[PromptResponse | RenderedChat], sources: Sequence[str]) -> list[TokenizedSample]:
+        chats = [i for i, item in enumerate(items) if isinstance(item, RenderedChat)]
+        encoded = iter(self.encoder.encode_many([items[i] for i in chats], [sources[i] for i in chats]))
+        out = []
+        for item, source in zip(items, sources, strict=True):
+            if isinstance(item, RenderedChat):
+                sample = next(encoded)
+                if not self.config.answer_only_loss:
+                    sample.loss_mask = [j > 0 for j in range(len(sample.input_ids))]
+            else:
+                if self._prompt_response is None:
+                    self._prompt_response = PromptResponseTokenizer(self.config, self.tokenizer)
+                sample = self._prompt_response(item, source)
+            out.append(sample)
+        return out
 
     def build(self, record: dict[str, Any], source: str = "") -> BuiltSample:
         """Parse + tokenize + apply ``max_seq_length``; raises ``RecordError`` for invalid records."""
-        parsed = self.parse(record)
-        sample = self.tokenize(parsed, source)
+        result = self.build_many([(record, source)])[0]
+        if isinstance(result, RecordError):
+            raise result
+        return result
+
+    def build_many(self, records: Sequence[tuple[dict[str, Any], str]]) -> list[BuiltSample | RecordError]:
+        """``build`` for many ``(record, source)`` pairs, encoded together; an invalid record's entry is
+        its ``RecordError``. Any other error names the record that raised it (``ConfigError`` does not:
+        it is the settings' or the tokenizer's fault, whatever the data)."""
+        results: list[BuiltSample | RecordError | None] = [None] * len(records)
+        valid: list[int] = []
+        items: list[PromptResponse | RenderedChat] = []
+        for i, (record, source) in enumerate(records):
+            try:
+                items.append(self._prepare(self.parse(record)))
+            except RecordError as exc:
+                results[i] = exc
+                continue
+            except ConfigError:
+                raise
+            except SftError as exc:  # a config problem surfaced by this record
+                raise SftError(f"{source}: {exc}" if source else str(exc)) from None
+            valid.append(i)
+        for i, sample in zip(valid, self._samples(items, [records[i][1] for i in valid]), strict=True):
+            results[i] = self._limit(sample)
+        return results  # type: ignore[return-value]
+
+    def _limit(self, sample: TokenizedSample) -> BuiltSample:
         limit = self.config.max_seq_length
         if len(sample.input_ids) > limit:
             if self.config.overlong == "drop":
                 return BuiltSample(sample, dropped=f"longer than max_seq_length ({len(sample.input_ids)} > {limit})")
             sample.input_ids = sample.input_ids[:limit]
             sample.loss_mask = sample.loss_mask[:limit]
-            sample.segments = [(s, min(e, limit), t) for s, e, t in sample.segments if s < limit]
             sample.truncated = True
         if len(sample.input_ids) < self.config.min_seq_length:
             return BuiltSample(sample, dropped=f"shorter than min_seq_length ({self.config.min_seq_length} tokens)")

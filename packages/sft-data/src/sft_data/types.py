@@ -1,8 +1,10 @@
 """The data model shared by formats, templates, tokenizers and packing.
 
 Flow: a JSONL record is parsed by a *format* into a ``PromptResponse`` or a ``Conversation``;
-a *template* renders it into ``Segment``s (text pieces marked trained or not); the segments are
-tokenized piece by piece into a ``TokenizedSample`` so that masks can never drift from tokens.
+a *template* renders a conversation into ``Segment``s (text pieces marked trained or not, control
+strings marked special); their text is joined into one ``RenderedChat`` (the text, its trained
+character spans, where the template put control strings), which is encoded in one pass and masked
+from character offsets (``sft_data.encoding``) into a ``TokenizedSample``.
 
 Loss-mask convention: ``TokenizedSample.loss_mask[j]`` is True when predicting ``input_ids[j]``
 (from ``input_ids[:j]``) is trained. ``loss_mask[0]`` is therefore always False. After the usual
@@ -12,7 +14,8 @@ shift (``tokens = ids[:-1]``, ``labels = ids[1:]``) the mask of the label positi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,41 @@ class Segment:
     """The role whose turn this piece belongs to (for previews); None for scaffolding."""
 
 
+@dataclass(frozen=True)
+class RenderedChat:
+    """A rendered conversation as one text, before tokenization."""
+
+    text: str
+    trained: tuple[tuple[int, int], ...]
+    """Sorted, disjoint ``[start, end)`` character spans whose tokens are trained."""
+    controls: tuple[tuple[int, int], ...]
+    """Character spans of the control strings the template placed (``Segment.special``)."""
+    open_end: bool = False
+    """A generation prompt: the text goes on with the model's answer (how its last piece encodes)."""
+
+    @classmethod
+    def from_segments(cls, segments: Iterable[Segment], open_end: bool = False) -> RenderedChat:
+        """``segments`` joined, with their trained and control (``special``) character spans."""
+        parts: list[str] = []
+        trained: list[tuple[int, int]] = []
+        controls: list[tuple[int, int]] = []
+        pos = 0
+        for seg in segments:
+            if not seg.text:
+                continue
+            end = pos + len(seg.text)
+            if seg.trained:
+                if trained and trained[-1][1] == pos:
+                    trained[-1] = (trained[-1][0], end)
+                else:
+                    trained.append((pos, end))
+            if seg.special:
+                controls.append((pos, end))
+            parts.append(seg.text)
+            pos = end
+        return cls("".join(parts), tuple(trained), tuple(controls), open_end)
+
+
 @dataclass
 class TokenizedSample:
     """Token ids with their loss mask (see the module docstring for the convention)."""
@@ -77,8 +115,6 @@ class TokenizedSample:
     truncated: bool = False
     source: str = ""
     """Where it came from, ``file:line``."""
-    segments: list[tuple[int, int, bool]] = field(default_factory=list)
-    """``(start, end, trained)`` token ranges per rendered segment, kept for previews."""
 
     def __post_init__(self) -> None:
         if len(self.input_ids) != len(self.loss_mask):

@@ -87,16 +87,25 @@ def expect():
 
 
 def build_hf_tokenizer(directory: Path, *, config: dict | None = None, template_file: str | None = None,
-                       specials: list[str] = CONTROL) -> Path:
-    """Train a byte-level BPE on CORPUS with ``specials`` as special tokens; write it to ``directory``."""
+                       specials: list[str] = CONTROL, metaspace: bool = False) -> Path:
+    """Train a BPE on CORPUS with ``specials`` as special tokens; write it to ``directory``.
+
+    Byte-level (GPT-2 / Llama 3 / Qwen style) by default; ``metaspace``: Llama 2 / Mistral style,
+    a ``▁`` prepended to the first piece of the text only (``prepend_scheme="first"``).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
+    if metaspace:
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first")
+        tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="first")
+        alphabet = []
+    else:
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        alphabet = pre_tokenizers.ByteLevel.alphabet()
     trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
+        vocab_size=400, special_tokens=specials, initial_alphabet=alphabet, show_progress=False,
     )
     tok.train_from_iterator(CORPUS, trainer)
     directory.mkdir(parents=True, exist_ok=True)

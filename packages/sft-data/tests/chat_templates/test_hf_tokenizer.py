@@ -82,3 +82,59 @@ def test_invalid_files_are_one_line_errors(make_hf_tokenizer, setup, message):
     with pytest.raises(SftError, match=message) as info:
         HuggingFaceTokenizer(directory)
     assert "\n" not in str(info.value)
+
+
+TEXTS = ["Hello! How can I help you today?\n\n  Two plus two is four.", "Réponse, café ✓ — 好的 🙂\tok",
+         "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n the quick brown fox<|im_end|>\n", ""]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_span_edge_lookup_follows_the_offset_rule(make_hf_tokenizer, text):
+    # The tokenizer reads token offsets only at span edges; it must agree with the rule applied to
+    # every token's offsets (sft_data.encoding.trained_tokens), whatever the spans.
+    import random
+    import re
+
+    import numpy as np
+    from sft_data.encoding import trained_tokens
+    from tokenizers import Tokenizer
+
+    directory = make_hf_tokenizer(config={})
+    tok = HuggingFaceTokenizer(directory)
+    controls = [m.span() for m in re.finditer(r"<\|im_(?:start|end)\|>", text)]  # written by a template
+    (ids, lookup), = tok.encode_with_controls([text], [controls], [False])
+    whole = Tokenizer.from_file(str(directory / "tokenizer.json")).encode(text, add_special_tokens=False)
+    assert ids == whole.ids
+    offsets = np.asarray(whole.offsets, dtype=np.int64).reshape(-1, 2)
+    rng = random.Random(0)
+    for _ in range(300):
+        cuts = sorted(rng.sample(range(len(text) + 1), k=min(len(text) + 1, 2 * rng.randint(1, 3))))
+        spans = [(a, b) for a, b in zip(cuts[::2], cuts[1::2], strict=False) if a < b]
+        assert lookup.trained_mask(spans) == trained_tokens(offsets, spans).tolist(), spans
+
+
+def test_offsets_are_untrimmed_and_ids_unchanged_by_the_post_processor(make_hf_tokenizer):
+    # GPT-2's tokenizer.json trims spaces off offsets (ByteLevel trim_offsets): the token of an
+    # answer's trailing spaces would then cover no character, sit after the span, and go untrained.
+    from sft_data.encoding import ChatEncoder
+    from sft_data.templates.jinja import JinjaChatTemplate
+    from sft_data.types import Conversation, Turn
+    from tokenizers import Tokenizer, processors
+
+    directory = make_hf_tokenizer(config={"eos_token": "<|im_end|>"})
+    raw = Tokenizer.from_file(str(directory / "tokenizer.json"))
+    raw.post_processor = processors.ByteLevel(trim_offsets=True)
+    raw.save(str(directory / "tokenizer.json"))
+    tok = HuggingFaceTokenizer(directory)
+    raw.encode_special_tokens = True  # as tok.encode: special-token text is text
+    for text in TEXTS:
+        assert tok.encode(text) == raw.encode(text, add_special_tokens=False).ids
+    content_only = (
+        "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' }}"
+        "{% if m['role'] == 'assistant' %}{% generation %}{{ m['content'] }}{% endgeneration %}"
+        "{% else %}{{ m['content'] }}{% endif %}{{ '<|im_end|>\\n' }}{% endfor %}"
+    )
+    conv = Conversation((Turn("user", "Hi"), Turn("assistant", "Sure, here it is.   "), Turn("user", "Thanks")))
+    sample = ChatEncoder(tok).encode(JinjaChatTemplate(content_only).render(conv, tok))
+    trained = [i for i, m in zip(sample.input_ids, sample.loss_mask, strict=True) if m]
+    assert tok.decode(trained) == "Sure, here it is.   "

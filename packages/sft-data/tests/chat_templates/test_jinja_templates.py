@@ -6,7 +6,7 @@ import pickle
 import re
 
 import pytest
-from sft_data.encoding import SegmentEncoder
+from sft_data.encoding import ChatEncoder
 from sft_data.errors import RecordError, SftError
 from sft_data.templates.jinja import JinjaChatTemplate
 from sft_data.templates.resolve import CHATML_SOURCE, LLAMA3_SOURCE
@@ -39,7 +39,7 @@ CONVS = [
 
 
 def tokens(template, conversation, tokenizer, **kwargs):
-    sample = SegmentEncoder(tokenizer).encode(template.render(conversation, tokenizer, **kwargs))
+    sample = ChatEncoder(tokenizer).encode(template.render(conversation, tokenizer, **kwargs))
     return sample.input_ids, sample.loss_mask
 
 

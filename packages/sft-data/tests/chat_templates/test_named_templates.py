@@ -6,7 +6,7 @@ so each expected (ids, mask) pair below is the rendered text written out piece b
 
 from __future__ import annotations
 
-from sft_data.encoding import SegmentEncoder
+from sft_data.encoding import ChatEncoder
 from sft_data.templates.resolve import chatml_template, llama3_template
 from sft_data.types import Conversation, Turn
 
@@ -16,7 +16,7 @@ BOT, SH, EH, EOT = "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|
 
 
 def encode(template, conversation, tokenizer, **kwargs):
-    sample = SegmentEncoder(tokenizer).encode(template.render(conversation, tokenizer, **kwargs))
+    sample = ChatEncoder(tokenizer).encode(template.render(conversation, tokenizer, **kwargs))
     return sample.input_ids, sample.loss_mask
 
 

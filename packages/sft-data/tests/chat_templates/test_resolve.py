@@ -112,3 +112,29 @@ def test_a_plugin_cannot_shadow_a_built_in_template():
     pm.register(ClashingPlugin(), name="clash")
     with pytest.raises(PluginError, match=r"'chatml' is registered by both 'clash' and 'sft_data\.templates\.builtin'"):
         DataRegistries.from_plugin_manager(pm)
+
+
+@pytest.mark.parametrize(
+    ("spec", "stored"),
+    [(None, {"chat_template": "chatml"}), ("llama3", {"chat_template": "llama3"}), ("file", "source")],
+)
+def test_chat_settings_bring_the_same_template_back(tmp_path, char_tok, spec, stored):
+    # What `sft train` stores in the .nemo for `sft generate`: a registered name, or a file's Jinja
+    # source itself (the file may be gone by then); resolving it gives the same rendering.
+    from sft_data.config import DataConfig
+    from sft_data.formats.messages import MessagesFormat
+    from sft_data.samples import SampleBuilder
+
+    if spec == "file":
+        spec = str(tmp_path / "mine.jinja")
+        (tmp_path / "mine.jinja").write_text(TEMPLATE, encoding="utf-8")
+    registries = DataRegistries.from_plugin_manager(get_plugin_manager(load_entrypoints=False))
+    record = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    builder = SampleBuilder(DataConfig(chat_template=spec), char_tok, MessagesFormat(), registries)
+    assert builder.chat_settings() is None  # nothing rendered yet
+    sample = builder.build(record).sample
+    settings = builder.chat_settings()
+    assert settings == ({"chat_template": TEMPLATE} if stored == "source" else stored)
+    (tmp_path / "mine.jinja").unlink(missing_ok=True)
+    again = SampleBuilder(DataConfig(**settings), char_tok, MessagesFormat(), registries).build(record).sample
+    assert (again.input_ids, again.loss_mask) == (sample.input_ids, sample.loss_mask)

@@ -87,20 +87,30 @@ def load_base_model(path: str, registries: DataRegistries, *, dtype: torch.dtype
     return BaseModel(loaded, tokenizer, peft)
 
 
-def trained_model_config(base: BaseModel, cfg: TrainConfig):
+def trained_model_config(base: BaseModel, cfg: TrainConfig, chat: dict[str, Any] | None = None):
     """The model config with the training config merged in, as the reference's saved .nemo has it:
     the data section (prompt template, chat prompt tokens), optimizer and PEFT settings, and the
-    base it started from (``restore_from_path``, absolute: an adapter-only .nemo is used with it)."""
+    base it started from (``restore_from_path``, absolute: an adapter-only .nemo is used with it).
+
+    ``chat`` is the chat template the training conversations were actually rendered with (the
+    prepared dataset's ``chat`` header: the template name or Jinja source, and NeMo's effective
+    ``chat_prompt_tokens`` with the defaults filled in), so ``sft generate`` renders prompts the same
+    way even when the config left them to defaults.
+    """
     model = to_dict(cfg)["model"]
     extra = dict(base.config.extra)
     extra["optim"] = model["optim"]
     extra["peft"] = model["peft"]
     extra["answer_only_loss"] = cfg.model.answer_only_loss
     extra[BASE_KEY] = str(Path(cfg.model.restore_from_path).resolve())
-    return base.config.replace(data=model["data"], extra=extra)
+    data = model["data"]
+    if chat:
+        data.update(chat, chat=True)
+    return base.config.replace(data=data, extra=extra)
 
 
-def export_nemo(path: Path, base: BaseModel, cfg: TrainConfig, topo: Topology) -> Path:
+def export_nemo(path: Path, base: BaseModel, cfg: TrainConfig, topo: Topology,
+                chat: dict[str, Any] | None = None) -> Path:
     """Every rank calls this (each writes its own weight shards); rank 0 packs the archive.
 
     With a PEFT method that adds modules, only those are written: an adapter ``.nemo`` whose
@@ -111,7 +121,8 @@ def export_nemo(path: Path, base: BaseModel, cfg: TrainConfig, topo: Topology) -
 
     select = base.peft.is_adapter_key if base.peft and base.peft.adapter_only else None
     try:
-        return save_nemo(path, base.loaded.handle, trained_model_config(base, cfg), base.loaded.tokenizer, select=select)
+        return save_nemo(path, base.loaded.handle, trained_model_config(base, cfg, chat), base.loaded.tokenizer,
+                         select=select)
     except (OSError, RuntimeError) as exc:
         problem = write_problem(exc, path)
         if problem is None:

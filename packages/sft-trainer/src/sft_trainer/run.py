@@ -145,7 +145,8 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
     loop = Loop(cfg=cfg, topo=topo, model_chunks=chunks, optimizer=optimizer, train=train_source, val=val_source,
                 budget=budget, schedule=schedule, checkpoints=checkpoints, events=events,
                 state=state, use_te=base.use_te, inference=inference, deadline=deadline,
-                export_validated=(lambda: export_nemo(run_dir / "checkpoints" / FINAL_NEMO, base, cfg, topo))
+                export_validated=(lambda: export_nemo(run_dir / "checkpoints" / FINAL_NEMO, base, cfg, topo,
+                                                      chat=train_data.header.get("chat")))
                 if m.save_nemo_on_validation_end else None)
     loggers, problem = [], None
     if topo.is_main:
@@ -162,7 +163,7 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
               f"a checkpoint could pass the limit; run the same command again to resume")
     if ckpt_params.save_nemo_on_train_end and state.extra.get("stopped") not in UNFINISHED:
         nemo_path = run_dir / "checkpoints" / FINAL_NEMO
-        export_nemo(nemo_path, base, cfg, topo)
+        export_nemo(nemo_path, base, cfg, topo, chat=train_data.header.get("chat"))
     if topo.is_main:
         _write_report(run_dir)
     return TrainResult(run_dir, state, nemo_path)

@@ -33,7 +33,7 @@ from sft_data.templates.jinja_text import (
     to_segments,
 )
 from sft_data.tokenizers.base import Tokenizer
-from sft_data.types import Conversation, Segment
+from sft_data.types import Conversation, RenderedChat, Segment
 
 MARKERS_HINT = "add {% generation %}…{% endgeneration %} markers around the assistant text in the template"
 
@@ -64,11 +64,30 @@ class JinjaChatTemplate:
     def render(
         self, conversation: Conversation, tokenizer: Tokenizer, *, add_generation_prompt: bool = False
     ) -> list[Segment]:
+        text, spans, protector, _ = self._render_spans(conversation, tokenizer, add_generation_prompt)
+        return to_segments(text, spans, protector)
+
+    def render_text(
+        self, conversation: Conversation, tokenizer: Tokenizer, *, add_generation_prompt: bool = False
+    ) -> RenderedChat:
+        """``render`` as one text, without building segments (what training encodes)."""
+        text, spans, protector, protected = self._render_spans(conversation, tokenizer, add_generation_prompt)
+        if protected:  # control strings typed in messages are placeholders to put back: lengths change
+            return RenderedChat.from_segments(to_segments(text, spans, protector), add_generation_prompt)
+        return RenderedChat(text, tuple(spans), tuple(protector.template_specials(text)), add_generation_prompt)
+
+    def _render_spans(
+        self, conversation: Conversation, tokenizer: Tokenizer, add_generation_prompt: bool
+    ) -> tuple[str, list[tuple[int, int]], Protector, bool]:
+        """The protected rendered text, its trained spans, the protector that made it, and whether
+        it replaced anything (a message contained a special-token string)."""
         messages, trainable = _messages(conversation)
         specials = self._special_strings(tokenizer)
         chars = free_characters((m["content"] for m in messages), len(specials) + 2)
         protector = Protector(specials, chars[2:])
-        messages = [{**m, "content": protector.protect(m["content"])} for m in messages]
+        contents = [protector.protect(m["content"]) for m in messages]
+        protected = any(new != m["content"] for new, m in zip(contents, messages, strict=True))
+        messages = [{**m, "content": new} for m, new in zip(messages, contents, strict=True)]
         variables = {"bos_token": tokenizer.bos_token or "", "eos_token": tokenizer.eos_token or ""}
 
         if self.uses_markers:
@@ -79,7 +98,7 @@ class JinjaChatTemplate:
         else:
             text = self._render(messages, add_generation_prompt, variables)
             spans = self._incremental_spans(text, messages, trainable, variables)
-        return to_segments(text, spans, protector)
+        return text, spans, protector, protected
 
     def _special_strings(self, tokenizer: Tokenizer) -> list[str]:
         # Computed once per tokenizer: a run renders many conversations with the same one.

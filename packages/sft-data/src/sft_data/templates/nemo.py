@@ -9,17 +9,32 @@ Masking (as NeMo's ``_mask_targets``): header untrained; turn 0 untrained (unles
 a masked speaker's turn untrained except, after turn 1, its leading ``turn_start`` (it ends the
 previous assistant turn); other turns train everything after the name (and after the label for
 VALUE_TO_TEXT; only the label for TEXT_TO_VALUE); the trailing ``turn_start`` is trained.
+
+A chat prompt token the tokenizer drops (a SentencePiece normalizer that removes ``\n`` or ``\x11``)
+is reported once (``check_tokenizer``) and training goes on as the reference's does, except for
+the turn starts: without them nothing separates the turns, so that is refused.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
+from sft_data.errors import ConfigError
 from sft_data.templates.base import ChatPromptTokens
 from sft_data.tokenizers.base import Tokenizer
 from sft_data.types import Conversation, Segment, Turn
 
 SYSTEM_NAME = "System"
+TURN_STARTS = ("system_turn_start", "turn_start")
+# What a dropped token takes away (the masks come from character offsets and stay right).
+LOSSES = {
+    "end_of_turn": "nothing marks where a turn's text ends",
+    "end_of_name": "nothing separates a name or label from the text after it; "
+                   "the reference's VALUE_TO_TEXT label masks needed it",
+    "label_start": "nothing marks where a label starts",
+}
+_warned: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -30,6 +45,31 @@ class NemoChatTemplate:
 
     def with_tokens(self, tokens: ChatPromptTokens) -> NemoChatTemplate:
         return NemoChatTemplate(tokens, self.name, self.description)
+
+    def check_tokenizer(self, tokenizer: Tokenizer) -> str | None:
+        """Refuse turn starts ``tokenizer`` drops; return (and print once) a warning for other dropped tokens."""
+        dropped: dict[str, list[str]] = {}
+        for key, value in self.tokens.to_dict().items():
+            if value and not _survives(value, tokenizer):
+                if key in TURN_STARTS:
+                    raise ConfigError(
+                        f"chat_prompt_tokens.{key} {value!r} does not survive tokenization by {tokenizer!r}, so "
+                        "nothing would separate the turns; pick a turn start this tokenizer keeps"
+                    )
+                dropped.setdefault(value, []).append(key)
+        if not dropped:
+            return None
+        lines = [
+            f"{'/'.join(keys)} {value!r} ({'; '.join(LOSSES[k] for k in keys)})" for value, keys in dropped.items()
+        ]
+        message = (
+            f"warning: {tokenizer!r} drops chat_prompt_tokens {', '.join(lines)}; training goes on as the "
+            "reference's does (masks come from character offsets and stay in place)"
+        )
+        if message not in _warned:
+            _warned.add(message)
+            print(message, file=sys.stderr)
+        return message
 
     def render(
         self, conversation: Conversation, tokenizer: Tokenizer | None = None, *, add_generation_prompt: bool = False
@@ -85,3 +125,10 @@ class NemoChatTemplate:
             Segment(text, trained=flag, special=special, role=speaker)
             for (text, special, _), flag in zip(parts, flags, strict=True)
         ]
+
+
+def _survives(token: str, tokenizer: Tokenizer) -> bool:
+    """One vocabulary entry, or text that comes back out of decoding when it stands between two letters."""
+    if tokenizer.token_to_id(token) is not None:
+        return True
+    return token in tokenizer.decode(tokenizer.encode(f"a{token}a"))

@@ -3,7 +3,7 @@
 ``--chat-template`` / ``DataConfig.chat_template`` accepts a registered name (``nemo``, ``chatml``,
 ``llama3``, a plugin's); a ``.jinja`` file; a ``tokenizer_config.json`` (its ``chat_template``); a
 tokenizer directory (its ``chat_template.jinja`` or config); ``tokenizer`` (the loaded tokenizer's
-own template); or None: the tokenizer's own template when it has one, else ``chatml``. Using the
+own template); Jinja source itself (what ``sft train`` stores in a .nemo); or None: the tokenizer's own template when it has one, else ``chatml``. Using the
 tokenizer's template by default is what keeps training and inference formats the same (axolotl 1832).
 
 The built-in sources are the well-known templates' text (ChatML as Qwen/OpenAI write it; Llama 3's
@@ -16,6 +16,7 @@ Jinja's ``trim_blocks`` eats a newline written right after a tag, so newlines ar
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from sft_core import Registry
@@ -28,6 +29,8 @@ from sft_data.tokenizers.huggingface import config_chat_template, read_json
 
 DEFAULT_TEMPLATE = "chatml"
 FROM_TOKENIZER = "tokenizer"
+INLINE = "inline"
+JINJA_SOURCE = re.compile(r"\{[{%]")
 
 CHATML_SOURCE = (
     "{% for message in messages %}"
@@ -82,6 +85,8 @@ def resolve_chat_template(spec: str | None, tokenizer: Tokenizer, registry: Regi
         return JinjaChatTemplate(tokenizer.chat_template, name=FROM_TOKENIZER)
     if spec in registry:
         return registry.get(spec)
+    if JINJA_SOURCE.search(spec):
+        return JinjaChatTemplate(spec, name=INLINE)
     path = Path(spec)
     if path.exists():
         return JinjaChatTemplate(_read_template_file(path), name=str(path))

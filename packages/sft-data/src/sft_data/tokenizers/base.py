@@ -28,6 +28,17 @@ class Tokenizer(Protocol):
 
     def decode(self, ids: Sequence[int]) -> str: ...
 
+    # Optional, and what chat data needs to be encoded in one pass (``sft_data.encoding``):
+    #
+    # def encode_with_controls(self, texts, controls, open_ends) -> list[tuple[list[int], offsets]]
+    #
+    # Each text encoded whole, as the tokenizer encodes it at inference, where ``controls[i]`` are
+    # the ``[start, end)`` character spans of the control strings the template wrote: those become
+    # control ids, the same characters elsewhere stay text. ``open_ends[i]``: a generation prompt,
+    # the text continues with the answer. ``offsets``: each token's ``[start, end)`` characters, as
+    # an ``(n, 2)`` array, or an object with ``trained_mask(spans)`` applying the mask rule itself.
+    # A tokenizer without it is encoded segment by segment (exact masks, segment-wise ids).
+
     def token_to_id(self, token: str) -> int | None:
         """The id of ``token`` when the vocabulary holds it as one token, else None."""
         ...

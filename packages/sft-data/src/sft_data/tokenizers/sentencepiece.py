@@ -1,4 +1,12 @@
-"""SentencePiece tokenizers (``.model`` files), the built-in tokenizer."""
+"""SentencePiece tokenizers (``.model`` files), the built-in tokenizer.
+
+Chat text is encoded as NeMo's legacy SentencePiece wrapper (the reference's default for
+``library: sentencepiece``) encodes it: cut at the control strings, each run of text encoded apart,
+a bare leading ``▁`` dropped from a run between two control strings (``tokenizers/controls.py``).
+The control strings are the template's control strings that the model holds as one CONTROL or
+USER_DEFINED piece, where the template put them; a whitespace-only one (a user-defined ``\n``) is
+never a cut: nobody registers a newline as a special token, and the reference encodes it in the text.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,10 @@ import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2 as sp_model
 
 from sft_data.errors import SftError
+from sft_data.tokenizers.controls import Encoded, encode_between_controls
 from sft_data.tokenizers.files import fingerprint_files
+
+SEPARATOR = "\u2581"
 
 
 class SentencePieceTokenizer:
@@ -35,9 +46,25 @@ class SentencePieceTokenizer:
         proto.ParseFromString(self.path.read_bytes())
         single_types = (sp_model.ModelProto.SentencePiece.CONTROL, sp_model.ModelProto.SentencePiece.USER_DEFINED)
         self._single = {p.piece: i for i, p in enumerate(proto.pieces) if p.type in single_types}
+        # As the reference: the id of "▁" (the unknown id when the model has no such piece).
+        self._separator_id = self._sp.PieceToId(SEPARATOR)
 
     def encode(self, text: str) -> list[int]:
         return list(self._sp.EncodeAsIds(text))
+
+    def encode_with_controls(
+        self, texts: Sequence[str], controls: Sequence[Sequence[tuple[int, int]]], open_ends: Sequence[bool]
+    ) -> list[Encoded]:
+        cuts = [
+            [(s, e) for s, e in spans if text[s:e] in self._single and text[s:e].strip()]
+            for text, spans in zip(texts, controls, strict=True)
+        ]
+        return encode_between_controls(
+            texts, cuts, open_ends, self._single.__getitem__, self._encode_runs, trim_id=self._separator_id
+        )
+
+    def _encode_runs(self, runs: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        return [(r["ids"], r["offsets"]) for r in self._sp.Encode(runs, return_type="offset_mapping")]
 
     def decode(self, ids: Sequence[int]) -> str:
         return self._sp.DecodeIds([int(i) for i in ids])

@@ -21,8 +21,11 @@ def describe(path: str | Path) -> dict[str, Any]:
     shapes = weight_shapes(meta) if meta is not None else {}
     params = sum(math.prod(s) for k, s in shapes.items() if not k.endswith("_extra_state"))
     data = cfg.data or {}
-    chat = data.get("chat")
-    template = data.get("chat_prompt_tokens") if chat else (data.get("train_ds") or {}).get("prompt_template")
+    chat = bool(data.get("chat")) or data.get("chat_template") is not None
+    if chat:  # the chat template it was trained with (a name or Jinja source) and NeMo's prompt tokens
+        template = {k: data[k] for k in ("chat_template", "chat_prompt_tokens") if data.get(k)} or None
+    else:
+        template = (data.get("train_ds") or {}).get("prompt_template")
     tok = cfg.tokenizer
     return {
         "path": str(path),
@@ -42,5 +45,5 @@ def describe(path: str | Path) -> dict[str, Any]:
         "parameters": params,
         "tokenizer": {"library": tok.library, "files": [a.original for a, _ in refs.tokenizer_artifacts(tok, path)],
                       "embedded": bool(tok.file_refs())},
-        "prompt_template": {"chat": bool(chat), "template": template},
+        "prompt_template": {"chat": chat, "template": template},
     }

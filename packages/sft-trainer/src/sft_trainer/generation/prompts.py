@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sft_data.config import DataConfig
-from sft_data.encoding import SegmentEncoder
+from sft_data.encoding import ChatEncoder
 from sft_data.errors import RecordError, SftError
 from sft_data.formats.detect import detect_format
 from sft_data.formats.prompt_response import template_fields
@@ -56,7 +56,7 @@ class PromptBuilder:
         self.tokenizer = tokenizer
         self.registries = registries
         self._formats: dict[str, SampleBuilder] = {}
-        self._encoder = SegmentEncoder(tokenizer)
+        self._encoder = ChatEncoder(tokenizer)
 
     def _builder(self, fmt) -> SampleBuilder:
         if fmt.name not in self._formats:
@@ -65,7 +65,7 @@ class PromptBuilder:
 
     @property
     def _chat_builder(self) -> SampleBuilder:
-        name = "nemo-chat" if self.config.chat_template is None else "messages"
+        name = "nemo-chat" if self.config.chat_template in (None, "nemo") else "messages"
         return self._builder(self.registries.formats.get(name))
 
     def from_text(self, text: str) -> Prompt:
@@ -112,9 +112,10 @@ class PromptBuilder:
         return tokenize(PromptResponse({**fields, self.config.label_key: ""})).input_ids
 
     def _render(self, conversation: Conversation, builder: SampleBuilder | None = None) -> list[int]:
-        template = (builder or self._chat_builder).chat_template
-        segments = template.render(conversation, self.tokenizer, add_generation_prompt=True)
-        return self._encoder.encode(segments).input_ids
+        # open-ended: the prompt's last text run is encoded as the start of the answer's turn, as in
+        # training (SentencePiece's legacy rule trims it only when something follows)
+        rendered = (builder or self._chat_builder).render(conversation, add_generation_prompt=True)
+        return self._encoder.encode_many([rendered])[0].input_ids
 
     def stop_markers(self) -> tuple[list[int], list[str]]:
         """Token ids and strings that end a reply: EOS, and for chat models the trained control
