@@ -122,6 +122,8 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
         _report_drops(train_data, val_data, m.data.train_ds.paths())
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else (tokenizer.eos_id or 0)
     plan = BatchPlan(m.global_batch_size, m.micro_batch_size, topo.dp_size)
+    # the chat template the data was rendered with (every source of a mix is prepared with one config)
+    chat = (train_data[0] if isinstance(train_data, list) else train_data).header.get("chat")
     train_source = BatchSource(train_data, plan, seed=m.seed, dp_rank=topo.dp_rank, shuffle=m.data.train_ds.shuffle,
                                pad_id=pad_id, fixed_length=fixed, weights=weights)
     val_source = _val_source(val_data, cfg, topo, pad_id, fixed)
@@ -146,7 +148,7 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
                 budget=budget, schedule=schedule, checkpoints=checkpoints, events=events,
                 state=state, use_te=base.use_te, inference=inference, deadline=deadline,
                 export_validated=(lambda: export_nemo(run_dir / "checkpoints" / FINAL_NEMO, base, cfg, topo,
-                                                      chat=train_data.header.get("chat")))
+                                                      chat=chat))
                 if m.save_nemo_on_validation_end else None)
     loggers, problem = [], None
     if topo.is_main:
@@ -163,7 +165,7 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
               f"a checkpoint could pass the limit; run the same command again to resume")
     if ckpt_params.save_nemo_on_train_end and state.extra.get("stopped") not in UNFINISHED:
         nemo_path = run_dir / "checkpoints" / FINAL_NEMO
-        export_nemo(nemo_path, base, cfg, topo, chat=train_data.header.get("chat"))
+        export_nemo(nemo_path, base, cfg, topo, chat=chat)
     if topo.is_main:
         _write_report(run_dir)
     return TrainResult(run_dir, state, nemo_path)
