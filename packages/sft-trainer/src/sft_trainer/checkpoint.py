@@ -21,7 +21,6 @@ equal on every data-parallel rank), ``rng_rank{r}.pt`` (every rank's RNG states)
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import random
 import shutil
@@ -45,7 +44,7 @@ from sft_trainer.train_state import (
     optim_file,
     rng_file,
 )
-from sft_trainer.write_errors import WriteFailed, as_write_failure
+from sft_trainer.write_errors import WriteFailed, as_write_failure, atomic_write_text
 
 __all__ = ["CheckpointError", "CheckpointManager", "TrainState", "checkpoint_dirs", "load_checkpoint"]
 
@@ -84,18 +83,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 def _tuples(value):
     return tuple(_tuples(v) for v in value) if isinstance(value, list | tuple) else value
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-    except OSError as exc:
-        raise as_write_failure(exc, path) from None
 
 
 def _save(obj: Any, path: Path) -> None:
@@ -200,7 +187,7 @@ class CheckpointManager:
         _save(_rng_state(), tmp / rng_file(self.topo.rank))
 
     def _publish(self, tmp: Path, final: Path, meta: dict[str, Any]) -> None:
-        _atomic_write_text(tmp / STATE_FILE, json.dumps(meta, indent=2))
+        atomic_write_text(tmp / STATE_FILE, json.dumps(meta, indent=2))
         if final.exists():
             problem = verify(final)
             if problem is None:  # the same step of an earlier run of this directory: replaced

@@ -9,6 +9,7 @@ free space left where it did not, so the user can tell a full disk from a bug.
 from __future__ import annotations
 
 import errno
+import os
 import re
 import resource
 import shutil
@@ -69,3 +70,19 @@ def as_write_failure(exc: BaseException, path: Path) -> BaseException:
     """``exc`` as a ``WriteFailed`` ("<path>: <cause>") when it is a failed write; else ``exc`` itself."""
     problem = write_problem(exc, path)
     return WriteFailed(problem) if problem else exc
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``path`` through a ``.partial`` sibling and a rename, so it is old or new, never half;
+    a failure is a ``WriteFailed`` naming the file, and leaves no ``.partial`` behind."""
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise as_write_failure(exc, path) from None
+    finally:
+        tmp.unlink(missing_ok=True)

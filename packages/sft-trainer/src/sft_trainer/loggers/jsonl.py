@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
-from sft_trainer.write_errors import as_write_failure
+from sft_trainer.write_errors import as_write_failure, atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -93,15 +92,7 @@ def trim_after(path: Path, step: int) -> int:
     text = "".join(line + "\n" for line in kept)
     if text.encode("utf-8") == raw:
         return 0
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_text(path, text)
     return dropped
 
 
