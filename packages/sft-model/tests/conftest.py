@@ -6,6 +6,7 @@ import pytest
 import torch
 
 VOCAB = 100
+WINDOW = 5
 
 
 def hf_model(kind: str, *, tied: bool = False, seed: int = 0):
@@ -26,6 +27,10 @@ def hf_model(kind: str, *, tied: bool = False, seed: int = 0):
             for name, p in model.named_parameters():
                 if name.endswith("bias"):
                     p.normal_(std=0.5)
+    elif kind == "mistral-window":  # the window (5) is shorter than the test sequences
+        model = tf.MistralForCausalLM(tf.MistralConfig(sliding_window=WINDOW, **llama_like))
+    elif kind == "qwen3":  # head_dim 32 ≠ hidden/heads: kv_channels must come from the config
+        model = tf.Qwen3ForCausalLM(tf.Qwen3Config(head_dim=32, **llama_like))
     elif kind == "gpt2":
         model = tf.GPT2LMHeadModel(tf.GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=128, **common))
         with torch.no_grad():

@@ -9,7 +9,8 @@ import torch
 
 from .conftest import VOCAB, hf_model
 
-CASES = [("llama", False), ("llama", True), ("mistral", False), ("qwen2", False), ("gpt2", True), ("gpt2", False)]
+CASES = [("llama", False), ("llama", True), ("mistral", False), ("mistral-window", False), ("qwen2", False),
+         ("qwen3", False), ("qwen3", True), ("gpt2", True), ("gpt2", False)]
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,11 @@ from sft_core import hookimpl
 
 from sft_model.families.gpt2 import GPT2Family
 from sft_model.families.llama import LlamaFamily
+from sft_model.families.qwen3 import Qwen3Family
 
 
 @hookimpl
 def sft_register_model_families(register):
     register(LlamaFamily())
     register(GPT2Family())
+    register(Qwen3Family())
