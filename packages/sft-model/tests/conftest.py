@@ -31,6 +31,9 @@ def hf_model(kind: str, *, tied: bool = False, seed: int = 0):
         model = tf.MistralForCausalLM(tf.MistralConfig(sliding_window=WINDOW, **llama_like))
     elif kind == "qwen3":  # head_dim 32 ≠ hidden/heads: kv_channels must come from the config
         model = tf.Qwen3ForCausalLM(tf.Qwen3Config(head_dim=32, **llama_like))
+    elif kind == "phi3":  # Phi-4-mini's partial RoPE (0.75), a window shorter than the test sequences
+        model = tf.Phi3ForCausalLM(tf.Phi3Config(sliding_window=WINDOW, partial_rotary_factor=0.75, pad_token_id=0,
+                                                 **llama_like))
     elif kind == "gpt2":
         model = tf.GPT2LMHeadModel(tf.GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=128, **common))
         with torch.no_grad():

@@ -16,7 +16,7 @@ import pytest
 
 from .conftest import hf_model
 
-FAMILIES = ["qwen3", "mistral-window"]
+FAMILIES = ["qwen3", "mistral-window", "phi3"]
 
 
 @pytest.fixture(scope="module")

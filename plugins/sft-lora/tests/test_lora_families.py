@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[3]
 # family → sft init sizes (4 heads over 2 query groups; a sliding window where the family has one)
 FAMILIES = {
     "qwen3": {},
+    "phi3": {},
 }
 
 

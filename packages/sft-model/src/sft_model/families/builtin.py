@@ -6,6 +6,7 @@ from sft_core import hookimpl
 
 from sft_model.families.gpt2 import GPT2Family
 from sft_model.families.llama import LlamaFamily
+from sft_model.families.phi3 import Phi3Family
 from sft_model.families.qwen3 import Qwen3Family
 
 
@@ -14,3 +15,4 @@ def sft_register_model_families(register):
     register(LlamaFamily())
     register(GPT2Family())
     register(Qwen3Family())
+    register(Phi3Family())
