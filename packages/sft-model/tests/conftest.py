@@ -34,6 +34,17 @@ def hf_model(kind: str, *, tied: bool = False, seed: int = 0):
     elif kind == "phi3":  # Phi-4-mini's partial RoPE (0.75), a window shorter than the test sequences
         model = tf.Phi3ForCausalLM(tf.Phi3Config(sliding_window=WINDOW, partial_rotary_factor=0.75, pad_token_id=0,
                                                  **llama_like))
+    elif kind == "gemma2":  # small soft-caps so that tanh bends; attention scale ≠ head_dim^-½
+        model = tf.Gemma2ForCausalLM(tf.Gemma2Config(
+            head_dim=32, sliding_window=WINDOW, query_pre_attn_scalar=24, attn_logit_softcapping=2.0,
+            final_logit_softcapping=3.0, **{**llama_like, "tie_word_embeddings": True, **common}))
+    elif kind == "gemma3":  # sliding, sliding, global, sliding; the global layers' RoPE scaled (linear 2)
+        model = tf.Gemma3ForCausalLM(tf.Gemma3TextConfig(
+            head_dim=32, sliding_window=WINDOW, query_pre_attn_scalar=24,
+            layer_types=["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"],
+            rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                             "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e6}},
+            **{**llama_like, "num_hidden_layers": 4, **common}))
     elif kind == "gpt2":
         model = tf.GPT2LMHeadModel(tf.GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=128, **common))
         with torch.no_grad():

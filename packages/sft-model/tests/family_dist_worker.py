@@ -26,6 +26,7 @@ def check(hf_dir: Path, out_dir: Path) -> dict:
     ids = batch()[0]
     ref_logits = sft_model.compute_logits(loaded, ids)
     results["tp1_loss"], results["tp1_grad"] = fwd_bwd_loss(loaded.model)
+    results["layers"] = loaded.config.num_layers
     parallel.destroy_model_parallel_only()
 
     parallel.initialize(2, 1)

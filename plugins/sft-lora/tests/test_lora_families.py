@@ -16,6 +16,8 @@ REPO = Path(__file__).resolve().parents[3]
 FAMILIES = {
     "qwen3": {},
     "phi3": {},
+    "gemma2": {},
+    "gemma3": {},
 }
 
 

@@ -27,6 +27,21 @@ class RMSNorm(torch.nn.Module):
         # megatron's grad reductions look for this flag on norm weights under sequence parallelism
         self.weight.sequence_parallel = config.sequence_parallel
 
+    def sharded_state_dict(self, prefix: str = "", sharded_offsets=(), metadata=None) -> dict:
+        """Replicated over tensor- and data-parallel ranks. Without this method megatron's ``MLP``
+        would shard a plain child module with no tensor-parallel group, and every TP rank would then
+        claim to hold the main copy (a checkpoint that fails validation)."""
+        from megatron.core import parallel_state as ps
+        from megatron.core.transformer.utils import (
+            ensure_metadata_has_dp_cp_group,
+            make_sharded_tensors_for_checkpoint,
+        )
+
+        metadata = ensure_metadata_has_dp_cp_group(metadata)
+        return make_sharded_tensors_for_checkpoint(
+            self.state_dict(prefix="", keep_vars=True), prefix, {}, sharded_offsets,
+            tp_group=ps.get_tensor_model_parallel_group(), dp_cp_group=metadata["dp_cp_group"])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)

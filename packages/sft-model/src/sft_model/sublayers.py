@@ -67,6 +67,8 @@ class PostNormMLP(MLP):
     ``partial(PostNormMLP.as_mlp_submodule, submodules=…)`` like megatron's own MLP."""
 
     def __init__(self, config, submodules, *args, **kwargs):
+        if kwargs.get("ffn_hidden_size") is None:  # what megatron's MLP falls back to, said explicitly
+            kwargs["ffn_hidden_size"] = config.ffn_hidden_size
         super().__init__(config, submodules, *args, **kwargs)
         _post_norm(self, RMSNorm, config)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sft_core import hookimpl
 
+from sft_model.families.gemma import GemmaFamily
 from sft_model.families.gpt2 import GPT2Family
 from sft_model.families.llama import LlamaFamily
 from sft_model.families.phi3 import Phi3Family
@@ -16,3 +17,5 @@ def sft_register_model_families(register):
     register(GPT2Family())
     register(Qwen3Family())
     register(Phi3Family())
+    register(GemmaFamily(2))
+    register(GemmaFamily(3))
