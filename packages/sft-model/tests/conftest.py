@@ -45,6 +45,12 @@ def hf_model(kind: str, *, tied: bool = False, seed: int = 0):
             rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
                              "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e6}},
             **{**llama_like, "num_hidden_layers": 4, **common}))
+    elif kind == "mixtral":  # 4 experts, top-2, every layer MoE
+        model = tf.MixtralForCausalLM(tf.MixtralConfig(num_local_experts=4, num_experts_per_tok=2, **llama_like))
+    elif kind == "qwen3_moe":  # 4 experts, top-2 without renormalising; layer 1 a dense MLP of another width
+        model = tf.Qwen3MoeForCausalLM(tf.Qwen3MoeConfig(
+            head_dim=32, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=48, norm_topk_prob=False,
+            mlp_only_layers=[1], **llama_like))
     elif kind == "gpt2":
         model = tf.GPT2LMHeadModel(tf.GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=128, **common))
         with torch.no_grad():
@@ -58,6 +64,8 @@ def hf_model(kind: str, *, tied: bool = False, seed: int = 0):
             for name, p in model.named_parameters():
                 if "norm" in name:
                     p.normal_(mean=1.0, std=0.3)
+                elif name.endswith("mlp.gate.weight"):  # decisive routing: no top-k near-ties to flip
+                    p.normal_(std=1.0)
     return model.eval()
 
 

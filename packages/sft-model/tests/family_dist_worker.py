@@ -30,18 +30,23 @@ def check(hf_dir: Path, out_dir: Path) -> dict:
     parallel.destroy_model_parallel_only()
 
     parallel.initialize(2, 1)
-    loaded = sft_model.load_nemo(nemo)
+    moe = results["moe"] = loaded.config.is_moe  # megatron trains MoE layers under TP only sequence-parallel
+    loaded = sft_model.load_nemo(nemo, sequence_parallel=moe)
     results["tp2_logits_diff"] = (sft_model.compute_logits(loaded, ids) - ref_logits).abs().max().item()
     results["tp2_loss"], results["tp2_grad"] = fwd_bwd_loss(loaded.model)
     parallel.destroy_model_parallel_only()
 
     parallel.initialize(1, 2)
     loaded = sft_model.load_nemo(nemo)
+    if moe:  # the direct backward passes above left megatron's aux-loss scale 0-d; schedules keep it [1]
+        from megatron.core.transformer.moe.moe_utils import MoEAuxLossAutoScaler
+
+        MoEAuxLossAutoScaler.main_loss_backward_scale = None
     results["pp2_layers"] = len(loaded.model.decoder.layers)
     results["pp2_loss"] = pipeline_loss(loaded.model)
     parallel.destroy_model_parallel_only()
 
-    if loaded.config.is_moe:
+    if moe:
         parallel.initialize(1, 1, expert_parallel=2)
         loaded = sft_model.load_nemo(nemo)
         results["ep2_local_experts"] = len(loaded.model.decoder.layers[0].mlp.experts.local_experts)

@@ -16,7 +16,8 @@ import pytest
 
 from .conftest import hf_model
 
-FAMILIES = ["qwen3", "mistral-window", "phi3", "gemma2", "gemma3"]
+FAMILIES = ["qwen3", "mistral-window", "phi3", "gemma2", "gemma3", "mixtral", "qwen3_moe"]
+MOE = ["mixtral", "qwen3_moe"]
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +58,13 @@ def test_pipeline_parallel_matches_single_process(results, kind):
         r = rank[kind]
         assert r["pp2_layers"] == r["layers"] // 2  # each stage built only its half of the layers
         assert abs(r["pp2_loss"] - r["tp1_loss"]) <= 1e-5
+
+
+@pytest.mark.parametrize("kind", MOE)
+def test_expert_parallel_matches_single_process(results, kind):
+    for rank in results:
+        r = rank[kind]
+        assert r["ep2_local_experts"] == 2  # each rank holds half of the 4 experts
+        assert r["ep2_logits_diff"] <= 1e-5
+        assert abs(r["ep2_loss"] - r["tp1_loss"]) <= 1e-5
+        assert abs(r["ep2_grad"] - r["tp1_grad"]) <= 1e-5 * max(1.0, r["tp1_grad"])

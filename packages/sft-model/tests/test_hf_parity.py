@@ -11,7 +11,8 @@ from .conftest import VOCAB, hf_model
 
 CASES = [("llama", False), ("llama", True), ("mistral", False), ("mistral-window", False), ("qwen2", False),
          ("qwen3", False), ("qwen3", True), ("phi3", False), ("phi3", True),
-         ("gemma2", True), ("gemma3", True), ("gemma3", False), ("gpt2", True), ("gpt2", False)]
+         ("gemma2", True), ("gemma3", True), ("gemma3", False), ("mixtral", False), ("qwen3_moe", False),
+         ("qwen3_moe", True), ("gpt2", True), ("gpt2", False)]
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ SEQ = 24
 MODELS = {"llama": ("llama", {}), "gpt2": ("gpt2", {}), "qwen3": ("qwen3", {}), "phi3": ("phi3", {}),
           "mistral-window": ("llama", {"window_size": [3, 0]}),
           "gemma2": ("gemma2", {"window_size": [3, 0]}), "gemma3": ("gemma3", {"window_size": [3, 0]}),
+          "mixtral": ("mixtral", {}), "qwen3_moe": ("qwen3_moe", {"moe_layer_freq": [1, 0]}),
           "alternating-window": ("llama", {"window_size": [2, 0], "window_attn_skip_freq": [1, 0]})}
 
 

@@ -40,7 +40,8 @@ def te_available() -> bool:
     return torch.cuda.is_available() and importlib.util.find_spec("transformer_engine") is not None
 
 
-def transformer_config(cfg: ModelConfig, dtype: torch.dtype | None = None, *, init: bool = True):
+def transformer_config(cfg: ModelConfig, dtype: torch.dtype | None = None, *, init: bool = True,
+                       sequence_parallel: bool = False):
     """megatron-core's TransformerConfig for ``cfg`` under the current parallel state.
 
     TP/PP sizes must equal what ``initialize_model_parallel`` got: left at 1, every pipeline stage
@@ -70,7 +71,7 @@ def transformer_config(cfg: ModelConfig, dtype: torch.dtype | None = None, *, in
         use_cpu_initialization=not gpu, bias_activation_fusion=False, masked_softmax_fusion=False,
         bias_dropout_fusion=False, apply_rope_fusion=False, persist_layer_norm=False,
         gradient_accumulation_fusion=False, rotary_interleaved=False, perform_initialization=init,
-        **_family_options(cfg),
+        sequence_parallel=sequence_parallel and tp > 1, **_family_options(cfg),
     )
 
 
@@ -80,16 +81,35 @@ def _family_options(cfg: ModelConfig) -> dict:
                  "softmax_scale": cfg.softmax_scale}
     if cfg.window_size:
         out.update(window_size=tuple(cfg.window_size), window_attn_skip_freq=cfg.window_attn_skip_freq)
+    if cfg.is_moe:
+        from megatron.core import parallel_state as ps
+
+        ep = ps.get_expert_model_parallel_world_size()
+        if cfg.num_moe_experts % ep:
+            raise ModelConfigError(f"num_moe_experts ({cfg.num_moe_experts}) is not divisible by expert parallel "
+                                   f"size {ep}")
+        # The allgather dispatcher needs only all-gathers (gloo has them); the router runs in fp32 as
+        # transformers' does; experts are SequentialMLPs of megatron linears (CPU, LoRA) on every spec.
+        out.update(num_moe_experts=cfg.num_moe_experts, moe_router_topk=cfg.moe_router_topk,
+                   moe_ffn_hidden_size=cfg.moe_ffn_hidden_size or cfg.ffn_hidden_size,
+                   moe_router_pre_softmax=cfg.moe_router_pre_softmax, moe_aux_loss_coeff=cfg.moe_aux_loss_coeff,
+                   moe_router_load_balancing_type=cfg.moe_router_load_balancing_type,
+                   moe_layer_freq=cfg.moe_layer_freq, moe_token_dispatcher_type="allgather", moe_grouped_gemm=False,
+                   moe_router_dtype="fp32", expert_model_parallel_size=ep)
     return out
 
 
 def build_model(cfg: ModelConfig, vocab_size: int | None = None, *, dtype: torch.dtype | None = None,
-                use_te: bool | None = None, init: bool = True, layer_spec_transform=None) -> ModelHandle:
+                use_te: bool | None = None, init: bool = True, layer_spec_transform=None,
+                sequence_parallel: bool = False) -> ModelHandle:
     """This pipeline stage's ``GPTModel`` (in a ``ModelHandle``), randomly initialised unless
     ``init=False`` (weights follow).
 
     ``layer_spec_transform(spec, layer_number, cfg) -> ModuleSpec`` swaps modules into each layer's
     spec before the model is built (PEFT adapters come in this way, never by patching a model).
+
+    ``sequence_parallel`` splits activations outside attention and MLP over the tensor-parallel ranks
+    (training only: megatron-core requires it for MoE layers under TP; it has no effect at TP=1).
 
     ``vocab_size`` is the tokenizer's; the embedding gets ``cfg.padded_vocab_size`` rows and the
     padded rows' logits are pinned to -inf so they never change a softmax or a loss.
@@ -106,7 +126,7 @@ def build_model(cfg: ModelConfig, vocab_size: int | None = None, *, dtype: torch
         raise ModelConfigError(f"padded vocab size {padded} is not divisible by tensor parallel size {tp}; "
                                "use a make_vocab_size_divisible_by that is a multiple of it")
     use_te = te_available() if use_te is None else use_te
-    config = transformer_config(cfg, dtype, init=init)
+    config = transformer_config(cfg, dtype, init=init, sequence_parallel=sequence_parallel)
     spec = block_spec(cfg, config, use_te, layer_spec_transform)
     model_class, extra = GPTModel, {}
     if cfg.embedding_multiplier is not None or cfg.final_logit_softcapping is not None:
@@ -133,7 +153,7 @@ def build_model(cfg: ModelConfig, vocab_size: int | None = None, *, dtype: torch
         if first_padded < rows:
             model.output_layer.register_forward_hook(partial(_block_padded_rows, start=max(first_padded, 0)))
     # soft-capped attention runs in sft's SDPAttention even on the TE spec: masks, not THD, for it
-    return ModelHandle(model, cfg, vocab, use_te and cfg.attn_logit_softcapping is None)
+    return ModelHandle(model, cfg, vocab, use_te and cfg.attn_logit_softcapping is None, config.sequence_parallel)
 
 
 def _block_padded_rows(module, args, output, *, start: int):

@@ -51,6 +51,9 @@ CUDA_ASSUMING_MODULES: tuple[str, ...] = (
     # Attention._allocate_memory puts the static inference KV cache (StaticInferenceContext) on
     # current_device(); generation (sft_model.generate) uses that cache.
     "megatron.core.transformer.attention",
+    # TopKRouter.gating moves a CPU router weight to current_device(); its aux-loss helpers allocate
+    # token counts there.
+    "megatron.core.transformer.moe.router",
 )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from functools import partial
 
 from sft_model.config import ModelConfig
+from sft_model.errors import ModelConfigError
 
 
 def _mlp_submodules(mlp):
@@ -21,8 +22,12 @@ def _mlp_submodules(mlp):
     return mlp.submodules if hasattr(mlp, "submodules") else mlp.keywords["submodules"]
 
 
-def layer_spec(cfg: ModelConfig, use_te: bool, *, moe: bool | None = None):
-    """One transformer layer's spec; ``moe`` picks the MoE or the dense variant (default: the model's)."""
+def layer_spec(cfg: ModelConfig, use_te: bool, *, moe: bool | None = None, sequence_parallel: bool = False):
+    """One transformer layer's spec; ``moe`` picks the MoE or the dense variant (default: the model's).
+
+    Under sequence parallelism the local spec's norms are ``norms.RMSNorm`` (megatron's torch norms
+    refuse it); megatron-core needs it to train MoE layers with tensor parallelism.
+    """
     from megatron.core.models.gpt import gpt_layer_specs
     from megatron.core.transformer.spec_utils import ModuleSpec
 
@@ -37,14 +42,19 @@ def layer_spec(cfg: ModelConfig, use_te: bool, *, moe: bool | None = None):
             else ModuleSpec(module=SDPAttention, params={"softcap": cfg.attn_logit_softcapping}))
     if use_te:
         spec = gpt_layer_specs.get_gpt_layer_with_transformer_engine_spec(
-            num_experts=experts, moe_grouped_gemm=bool(experts), qk_layernorm=cfg.qk_layernorm)
+            num_experts=experts, moe_grouped_gemm=False, qk_layernorm=cfg.qk_layernorm)
         if cfg.attn_logit_softcapping is not None:
             spec.submodules.self_attention.submodules.core_attention = core
     else:
         spec = gpt_layer_specs.get_gpt_layer_local_spec(num_experts=experts, moe_grouped_gemm=False,
                                                         normalization=norm, qk_layernorm=cfg.qk_layernorm)
         spec.submodules.self_attention.submodules.core_attention = core
-        if cfg.layernorm_zero_centered_gamma:
+        if moe:  # TE keeps an MoE layer's pre-MLP norm under its own name: so do we (portable checkpoints)
+            spec.submodules.sharded_state_dict_keys_map.pop("pre_mlp_layernorm.", None)
+        if cfg.layernorm_zero_centered_gamma or sequence_parallel:
+            if cfg.normalization != "rmsnorm":
+                raise ModelConfigError("sequence parallelism without Transformer Engine needs RMSNorm; "
+                                       f"this model uses {cfg.normalization}")
             sub = spec.submodules
             sub.input_layernorm = sub.pre_mlp_layernorm = RMSNorm
             if cfg.qk_layernorm:
@@ -63,11 +73,11 @@ def layer_spec(cfg: ModelConfig, use_te: bool, *, moe: bool | None = None):
     return spec
 
 
-def final_norm(cfg: ModelConfig, use_te: bool):
+def final_norm(cfg: ModelConfig, use_te: bool, sequence_parallel: bool = False):
     """The decoder's final norm module class."""
     from megatron.core.transformer.transformer_block import LayerNormImpl
 
-    if cfg.layernorm_zero_centered_gamma and not use_te:
+    if (cfg.layernorm_zero_centered_gamma or sequence_parallel) and not use_te:
         from sft_model.norms import RMSNorm
 
         return RMSNorm
@@ -86,6 +96,6 @@ def block_spec(cfg: ModelConfig, config, use_te: bool, transform=None):
     first = get_transformer_layer_offset(config) + 1
     specs = []
     for number in range(first, first + get_num_layers_to_build(config)):
-        spec = layer_spec(cfg, use_te, moe=cfg.layer_is_moe(number))
+        spec = layer_spec(cfg, use_te, moe=cfg.layer_is_moe(number), sequence_parallel=config.sequence_parallel)
         specs.append(transform(spec, number, cfg) if transform is not None else spec)
-    return TransformerBlockSubmodules(layer_specs=specs, layer_norm=final_norm(cfg, use_te))
+    return TransformerBlockSubmodules(layer_specs=specs, layer_norm=final_norm(cfg, use_te, config.sequence_parallel))
