@@ -18,6 +18,8 @@ FAMILIES = {
     "phi3": {},
     "gemma2": {},
     "gemma3": {},
+    "mixtral": {},
+    "qwen3_moe": {"moe_layer_freq": [1, 0]},  # an MoE layer and a dense one
 }
 
 
@@ -75,6 +77,11 @@ def test_every_target_got_an_adapter(run):
     base, adapter, _ = run
     adapted, _ = load_with_adapter(base, adapter)
     names = [n for n, _ in adapted.model.named_parameters() if n.endswith("lora.linear_out.weight")]
+    config = adapted.config
     for layer in range(2):
-        for target in ("self_attention.linear_qkv", "self_attention.linear_proj", "mlp.linear_fc1", "mlp.linear_fc2"):
+        mlps = ([f"mlp.experts.local_experts.{e}" for e in range(config.num_moe_experts)]
+                if config.layer_is_moe(layer + 1) else ["mlp"])
+        targets = ["self_attention.linear_qkv", "self_attention.linear_proj",
+                   *(f"{m}.{fc}" for m in mlps for fc in ("linear_fc1", "linear_fc2"))]
+        for target in targets:
             assert any(n.startswith(f"decoder.layers.{layer}.{target}.") for n in names), (layer, target, names)

@@ -74,7 +74,8 @@ NOT_YET: dict[str, str] = {
     "model.data.*_ds.concat_sampling_probabilities": "weighted mixing of several files is not implemented yet",
     "model.data.*_ds.min_seq_length": "dropping short samples is not implemented yet",
     "trainer.max_time": "a time limit is not implemented yet",
-    "model.sequence_parallel": "sequence parallelism is not implemented yet",
+    "model.sequence_parallel": "sequence parallelism is not implemented yet (mixture-of-experts models use it "
+                               "under tensor parallelism, as megatron-core requires)",
     "model.activations_checkpoint_granularity": "activation recomputation is not implemented yet",
     "model.activations_checkpoint_method": "activation recomputation is not implemented yet",
     "model.activations_checkpoint_num_layers": "activation recomputation is not implemented yet",
