@@ -85,3 +85,22 @@ def test_every_target_got_an_adapter(run):
                    *(f"{m}.{fc}" for m in mlps for fc in ("linear_fc1", "linear_fc2"))]
         for target in targets:
             assert any(n.startswith(f"decoder.layers.{layer}.{target}.") for n in names), (layer, target, names)
+
+
+def test_sequence_parallel_models_are_refused_in_one_line():
+    """MoE models train sequence-parallel under TP; adapters on row-parallel layers could not follow."""
+    import copy
+
+    from sft_core import SftError
+    from sft_lora.config import parse
+    from sft_lora.layers import Adapter, AdapterSpec
+    from sft_model.builder import transformer_config
+    from sft_model.parallel import ensure_parallel_state
+    from sft_model.random_init import init_config
+
+    ensure_parallel_state()
+    config = copy.copy(transformer_config(init_config("mixtral", 100)))
+    config.sequence_parallel = True  # as megatron builds it at TP > 1 (validation refuses it at TP=1)
+    with pytest.raises(SftError, match=r"LoRA under sequence parallelism .* is not supported") as refused:
+        Adapter(64, 64, config=config, spec=AdapterSpec(parse({}), "attention_dense", 1), row_parallel_base=True)
+    assert "\n" not in str(refused.value)

@@ -63,6 +63,11 @@ class Adapter(torch.nn.Module):
     def __init__(self, input_size: int, output_size: int, *, config, spec: AdapterSpec, row_parallel_base: bool,
                  is_expert: bool = False, tp_group=None):
         super().__init__()
+        if config.sequence_parallel:  # a row-parallel base's output is split over positions, B's would not be
+            from sft_core import SftError
+
+            raise SftError("LoRA under sequence parallelism (MoE models with tensor_model_parallel_size > 1 train "
+                           "with it) is not supported; use model.expert_model_parallel_size instead")
         s = spec.settings
         self.spec, self.scale, self.row_parallel_base = spec, s.scale, row_parallel_base
         self.dropout = torch.nn.Dropout(s.adapter_dropout) if s.adapter_dropout else torch.nn.Identity()

@@ -149,7 +149,8 @@ class Qwen3MoeFamily(ExpertsMixin, Qwen3Family):
     def hf_config(self, cfg: ModelConfig) -> dict[str, Any]:
         hf = super().hf_config(cfg)
         hf.pop("num_local_experts", None)
-        hf.update(self._moe_hf(cfg), num_experts=cfg.num_moe_experts, moe_intermediate_size=cfg.moe_ffn_hidden_size,
+        hf.update(self._moe_hf(cfg), num_experts=cfg.num_moe_experts,
+                  moe_intermediate_size=cfg.moe_ffn_hidden_size or cfg.ffn_hidden_size,
                   norm_topk_prob=not cfg.moe_router_pre_softmax, decoder_sparse_step=1,
                   mlp_only_layers=[i for i in range(cfg.num_layers) if not cfg.layer_is_moe(i + 1)])
         return hf

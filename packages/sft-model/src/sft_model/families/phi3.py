@@ -62,6 +62,8 @@ class Phi3Family(LlamaFamily):
             rope_theta=cfg.rotary_base, rope_scaling=None, partial_rotary_factor=cfg.rotary_percentage,
             sliding_window=window_to_hf(cfg)["sliding_window"],
         )
+        for key in ("bos_token_id", "eos_token_id", "pad_token_id"):  # Phi3Config's defaults are its 32k vocabulary's
+            hf.setdefault(key, None)
         return hf
 
     def _default_overrides(self) -> dict[str, Any]:
