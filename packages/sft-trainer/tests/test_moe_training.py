@@ -89,3 +89,41 @@ def test_a_run_logs_the_aux_loss_and_uses_the_configured_weight(tiny_nemo, train
     aux = [r["train/moe_aux_loss"] for r in rows if "train/loss" in r]
     assert len(aux) == 2 and all(0.5 < a < 4 for a in aux)  # 1.0 is perfectly balanced routing
     assert read_config(result.nemo_path).moe_aux_loss_coeff == 0.5
+
+
+def test_expert_parallel_checkpoints_have_a_file_per_expert_rank(tmp_path):
+    """Under EP each expert-parallel rank holds other experts: one model and optimizer file each
+    (megatron's optimizer is then a ChainedOptimizer whose state is a list); verify asks for all."""
+    import shutil
+
+    import torch
+    from sft_trainer.checkpoint_verify import verify
+    from sft_trainer.train_state import (
+        STATE_FILE,
+        TrainState,
+        checkpoint_name,
+        model_file,
+        optim_file,
+        rng_file,
+    )
+
+    state = TrainState(step=2, consumed_samples=8, run_dir=str(tmp_path))
+    path = tmp_path / checkpoint_name(state)
+    path.mkdir()
+    from dataclasses import asdict
+
+    meta = {"state": asdict(state), "scheduler": {}, "sampler": {}, "config": {}, "world_size": 2, "tp_size": 1,
+            "pp_size": 1, "ep_size": 2}
+    (path / STATE_FILE).write_text(json.dumps(meta))
+    for e in range(2):
+        torch.save([{"decoder.layers.0.mlp.router.weight": torch.zeros(4, 8)}], path / model_file(0, 0, e))
+        torch.save([{"state": {}, "param_groups": []}, {"state": {}, "param_groups": []}], path / optim_file(0, 0, e))
+    for r in range(2):
+        torch.save({"torch": torch.get_rng_state(), "python": [], "tracker": {}}, path / rng_file(r))
+    assert model_file(0, 0, 1) == "model_tp00_pp000_ep01.pt" and model_file(0, 0) == "model_tp00_pp000.pt"
+    assert verify(path) is None
+    shutil.move(path / model_file(0, 0, 1), tmp_path / "elsewhere.pt")
+    assert verify(path).startswith("model_tp00_pp000_ep01.pt")
+    meta["ep_size"] = 3
+    (path / STATE_FILE).write_text(json.dumps(meta))
+    assert "ep_size 3 does not divide" in verify(path)
