@@ -141,8 +141,12 @@ def train_step(model_chunks, optimizer, microbatches, topo: Topology, *, use_te:
     moe = _moe_config(model_chunks)
     if moe is not None:
         from megatron.core.transformer.moe.moe_logging import get_moe_metrics_tracker
+        from megatron.core.transformer.moe.moe_utils import MoEAuxLossAutoScaler
 
         get_moe_metrics_tracker().clear()
+        # a backward outside the schedules (a test, an evaluation hook) leaves megatron's aux-loss scale
+        # a 0-d tensor, into which the schedule then fails to copy its [1]-shaped one: start afresh
+        MoEAuxLossAutoScaler.main_loss_backward_scale = None
     trained, tokens = count_tokens(microbatches, topo)
     loss_sum = run_schedule(model_chunks, microbatches, topo, forward_only=False, use_te=use_te,
                             trained_tokens=trained)
