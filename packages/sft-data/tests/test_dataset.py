@@ -32,6 +32,7 @@ def test_a_packed_row_by_hand():
     assert batch["cu_seqlens"].tolist() == [[0, 3, 5, 8], [0, 1, 8, -1]]
     assert batch["cu_seqlens_argmin"].tolist() == [4, 3]
     assert batch["max_seqlen"].tolist() == [3, 7]
+    assert batch["row_tokens"].tolist() == [5, 1]  # real positions first, then padding
 
 
 def test_a_full_row_has_no_pad_segment():

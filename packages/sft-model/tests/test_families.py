@@ -15,7 +15,8 @@ from sft_model.families.registry import get_families
 
 def test_builtin_families_register_through_the_hook():
     families = get_families()
-    assert families.names() == ["llama", "gpt2"]
+    assert families.names() == ["llama", "gpt2", "qwen3", "phi3", "gemma2", "gemma3", "mixtral",
+                                "qwen3_moe"]
     assert families.entry("llama").plugin == "sft_model.families.builtin"
     assert families.for_hf_config({"model_type": "qwen2"}).name == "llama"
     with pytest.raises(FamilyError, match="did you mean 'llama'"):

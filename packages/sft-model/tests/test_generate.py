@@ -11,9 +11,11 @@ from .conftest import VOCAB, hf_model
 PROMPT_LENGTHS = (5, 11, 8)
 
 
-@pytest.fixture(scope="module", params=["llama", "gpt2"])
+@pytest.fixture(scope="module", params=["llama", "gpt2", "qwen3", "mistral-window", "phi3", "gemma2", "gemma3", "mixtral",
+                                              "qwen3_moe"])
 def converted(request, tmp_path_factory, megatron):
-    """(transformers model, our LoadedModel of the same weights): RoPE and learned positions."""
+    """(transformers model, our LoadedModel of the same weights): RoPE and learned positions, q/k norms,
+    a sliding window shorter than prompt + output."""
     import sft_model
 
     d = tmp_path_factory.mktemp(request.param)

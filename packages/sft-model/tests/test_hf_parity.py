@@ -9,7 +9,10 @@ import torch
 
 from .conftest import VOCAB, hf_model
 
-CASES = [("llama", False), ("llama", True), ("mistral", False), ("qwen2", False), ("gpt2", True), ("gpt2", False)]
+CASES = [("llama", False), ("llama", True), ("mistral", False), ("mistral-window", False), ("qwen2", False),
+         ("qwen3", False), ("qwen3", True), ("phi3", False), ("phi3", True),
+         ("gemma2", True), ("gemma3", True), ("gemma3", False), ("mixtral", False), ("qwen3_moe", False),
+         ("qwen3_moe", True), ("gpt2", True), ("gpt2", False)]
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +106,10 @@ def test_unsupported_hf_models_are_one_line_errors(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_act": "gelu"}))
     with pytest.raises(ModelError, match="hidden_act 'gelu' is not supported"):
         sft_model.hf_to_nemo(tmp_path, tmp_path / "x.nemo")
+    phi35 = hf_model("phi3").config.to_dict()  # Phi-3.5 / Phi-4-mini carry longrope factors
+    phi35["rope_parameters"] = {"rope_type": "longrope", "rope_theta": 10000.0, "short_factor": [1.0] * 6,
+                                "long_factor": [2.0] * 6, "partial_rotary_factor": 0.75}
+    (tmp_path / "config.json").write_text(json.dumps(phi35))
+    with pytest.raises(ModelError, match=r"RoPE scaling 'longrope'.*cannot express it") as refused:
+        sft_model.hf_to_nemo(tmp_path, tmp_path / "x.nemo")
+    assert "\n" not in str(refused.value) and not (tmp_path / "x.nemo").exists()

@@ -137,3 +137,24 @@ def test_static_inference_kv_cache_allocates_on_cpu_and_needs_the_shim(megatron)
                 model(ids, torch.arange(6).expand(2, 6), None, inference_context=StaticInferenceContext(2, 8))
         finally:
             megatron_cpu.install()
+
+
+def test_tied_embedding_setup_keeps_the_weight_on_cpu(megatron):
+    """Under PP>1 upstream calls ``weight.data.cuda()``; test_family_parallel runs a tied Qwen3 at PP=2
+    through it. Here: inside the shimmed call ``.cuda()`` is the identity, outside it is torch's."""
+    from megatron.core.models.common.language_module.language_module import LanguageModule
+
+    seen = []
+    megatron_cpu.uninstall()
+    upstream = LanguageModule.setup_embeddings_and_output_layer
+    try:
+        LanguageModule.setup_embeddings_and_output_layer = lambda self: seen.append(torch.ones(2).cuda())
+        megatron_cpu.install()
+        LanguageModule.setup_embeddings_and_output_layer(object())
+    finally:
+        megatron_cpu.uninstall()
+        LanguageModule.setup_embeddings_and_output_layer = upstream
+        megatron_cpu.install()
+    assert seen[0].device.type == "cpu"
+    with pytest.raises((RuntimeError, AssertionError)):
+        torch.ones(2).cuda()

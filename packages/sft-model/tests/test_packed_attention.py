@@ -9,13 +9,22 @@ LENGTHS = [5, 9, 4]  # 18 real tokens in a row of 24: the last 6 are padding
 SEQ = 24
 
 
-@pytest.fixture(scope="module", params=["llama", "gpt2"])
+# (family, config changes): every family, and sliding windows shorter than the longest sequence (9)
+MODELS = {"llama": ("llama", {}), "gpt2": ("gpt2", {}), "qwen3": ("qwen3", {}), "phi3": ("phi3", {}),
+          "mistral-window": ("llama", {"window_size": [3, 0]}),
+          "gemma2": ("gemma2", {"window_size": [3, 0]}), "gemma3": ("gemma3", {"window_size": [3, 0]}),
+          "mixtral": ("mixtral", {}), "qwen3_moe": ("qwen3_moe", {"moe_layer_freq": [1, 0]}),
+          "alternating-window": ("llama", {"window_size": [2, 0], "window_attn_skip_freq": [1, 0]})}
+
+
+@pytest.fixture(scope="module", params=list(MODELS))
 def model(request, megatron):
     from sft_model.builder import build_model
     from sft_model.random_init import init_config
 
     torch.manual_seed(3)
-    cfg = init_config(request.param, 90, num_layers=2, hidden_size=64, encoder_seq_length=64)
+    family, changes = MODELS[request.param]
+    cfg = init_config(family, 90, num_layers=2, hidden_size=64, encoder_seq_length=64, **changes)
     return build_model(cfg).module.eval()
 
 

@@ -63,7 +63,8 @@ def collate_arrays(
 
     Returns ``tokens``, ``labels``, ``position_ids`` (int64 ``[b, T]``), ``loss_mask`` (bool
     ``[b, T]``, label positions), ``cu_seqlens`` (int32 ``[b, K]``, -1 filled),
-    ``cu_seqlens_argmin`` and ``max_seqlen`` (int32 ``[b]``).
+    ``cu_seqlens_argmin``, ``max_seqlen`` and ``row_tokens`` (int32 ``[b]``: each row's real
+    positions, which come first; the rest is padding).
     """
     if not bins:
         raise SftError("cannot collate an empty batch")
@@ -105,6 +106,7 @@ def collate_arrays(
         "cu_seqlens": cu_seqlens,
         "cu_seqlens_argmin": np.array([len(e) for e in bounds], dtype=np.int32),
         "max_seqlen": np.array([int(np.diff(e).max()) for e in bounds], dtype=np.int32),
+        "row_tokens": np.array(used, dtype=np.int32),
     }
 
 

@@ -1,9 +1,9 @@
 """``ModelConfig`` → megatron-core ``GPTModel`` for this process's pipeline stage.
 
-The layer spec is chosen per device: Transformer Engine's when TE imports and a GPU is present,
-otherwise megatron's local spec with our SDPA core attention swapped in through ``ModuleSpec``.
-Both specs give the same dist-checkpoint keys (the local spec maps its separate norms onto
-``linear_qkv.layer_norm_*``/``linear_fc1.layer_norm_*``), so a checkpoint loads under either.
+The layer spec is chosen per device (``sft_model.specs``): Transformer Engine's when TE imports and
+a GPU is present, otherwise megatron's local spec with our SDPA core attention swapped in through
+``ModuleSpec``. Both specs give the same dist-checkpoint keys (the local spec maps its separate
+norms onto ``linear_qkv.layer_norm_*``/``linear_fc1.layer_norm_*``), so a checkpoint loads under either.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
 def _activation(cfg: ModelConfig):
     from megatron.core.activations import squared_relu
 
+    if cfg.openai_gelu and cfg.activation in ("geglu", "fast-geglu"):  # the reference's switch (Gemma's GeGLU)
+        return gelu_tanh
     return {"gelu": F.gelu, "approx-gelu": gelu_tanh, "squared-relu": squared_relu, "swiglu": F.silu,
             "fast-swiglu": F.silu, "geglu": F.gelu, "fast-geglu": F.gelu}[cfg.activation]
 
@@ -38,7 +40,8 @@ def te_available() -> bool:
     return torch.cuda.is_available() and importlib.util.find_spec("transformer_engine") is not None
 
 
-def transformer_config(cfg: ModelConfig, dtype: torch.dtype | None = None, *, init: bool = True):
+def transformer_config(cfg: ModelConfig, dtype: torch.dtype | None = None, *, init: bool = True,
+                       sequence_parallel: bool = False):
     """megatron-core's TransformerConfig for ``cfg`` under the current parallel state.
 
     TP/PP sizes must equal what ``initialize_model_parallel`` got: left at 1, every pipeline stage
@@ -68,54 +71,53 @@ def transformer_config(cfg: ModelConfig, dtype: torch.dtype | None = None, *, in
         use_cpu_initialization=not gpu, bias_activation_fusion=False, masked_softmax_fusion=False,
         bias_dropout_fusion=False, apply_rope_fusion=False, persist_layer_norm=False,
         gradient_accumulation_fusion=False, rotary_interleaved=False, perform_initialization=init,
+        sequence_parallel=sequence_parallel and tp > 1, **_family_options(cfg),
     )
 
 
-def layer_spec(cfg: ModelConfig, use_te: bool | None = None):
-    """The transformer-layer ``ModuleSpec``: TE's on a GPU with TE, else local + SDPA core attention."""
-    from megatron.core.models.gpt import gpt_layer_specs
+def _family_options(cfg: ModelConfig) -> dict:
+    """TransformerConfig fields of the newer families (see ``sft_model.architecture``)."""
+    out: dict = {"qk_layernorm": cfg.qk_layernorm, "layernorm_zero_centered_gamma": cfg.layernorm_zero_centered_gamma,
+                 "softmax_scale": cfg.softmax_scale}
+    if cfg.window_size:
+        out.update(window_size=tuple(cfg.window_size), window_attn_skip_freq=cfg.window_attn_skip_freq)
+    if cfg.is_moe:
+        from megatron.core import parallel_state as ps
 
-    use_te = te_available() if use_te is None else use_te
-    norm = "RMSNorm" if cfg.normalization == "rmsnorm" else "LayerNorm"
-    if use_te:
-        return gpt_layer_specs.get_gpt_layer_with_transformer_engine_spec()
-    from sft_model.attention import SDPAttention
-
-    spec = gpt_layer_specs.get_gpt_layer_local_spec(normalization=norm)
-    spec.submodules.self_attention.submodules.core_attention = SDPAttention
-    return spec
-
-
-def block_spec(cfg: ModelConfig, config, spec, transform):
-    """Per-layer specs for this pipeline stage: ``transform(spec, layer_number, cfg)`` for each of its
-    layers (1-based global numbers), as megatron builds ``[spec] * num_layers`` for a single spec."""
-    import copy
-
-    from megatron.core.transformer.transformer_block import (
-        LayerNormImpl,
-        TransformerBlockSubmodules,
-        get_num_layers_to_build,
-    )
-    from megatron.core.transformer.transformer_layer import get_transformer_layer_offset
-
-    first = get_transformer_layer_offset(config) + 1
-    specs = [transform(copy.deepcopy(spec), first + i, cfg) for i in range(get_num_layers_to_build(config))]
-    return TransformerBlockSubmodules(layer_specs=specs, layer_norm=LayerNormImpl)
+        ep = ps.get_expert_model_parallel_world_size()
+        if cfg.num_moe_experts % ep:
+            raise ModelConfigError(f"num_moe_experts ({cfg.num_moe_experts}) is not divisible by expert parallel "
+                                   f"size {ep}")
+        # The allgather dispatcher needs only all-gathers (gloo has them); the router runs in fp32 as
+        # transformers' does; experts are SequentialMLPs of megatron linears (CPU, LoRA) on every spec.
+        out.update(num_moe_experts=cfg.num_moe_experts, moe_router_topk=cfg.moe_router_topk,
+                   moe_ffn_hidden_size=cfg.moe_ffn_hidden_size or cfg.ffn_hidden_size,
+                   moe_router_pre_softmax=cfg.moe_router_pre_softmax, moe_aux_loss_coeff=cfg.moe_aux_loss_coeff,
+                   moe_router_load_balancing_type=cfg.moe_router_load_balancing_type,
+                   moe_layer_freq=cfg.moe_layer_freq, moe_token_dispatcher_type="allgather", moe_grouped_gemm=False,
+                   moe_router_dtype="fp32", expert_model_parallel_size=ep)
+    return out
 
 
 def build_model(cfg: ModelConfig, vocab_size: int | None = None, *, dtype: torch.dtype | None = None,
-                use_te: bool | None = None, init: bool = True, layer_spec_transform=None) -> ModelHandle:
+                use_te: bool | None = None, init: bool = True, layer_spec_transform=None,
+                sequence_parallel: bool = False) -> ModelHandle:
     """This pipeline stage's ``GPTModel`` (in a ``ModelHandle``), randomly initialised unless
     ``init=False`` (weights follow).
 
     ``layer_spec_transform(spec, layer_number, cfg) -> ModuleSpec`` swaps modules into each layer's
     spec before the model is built (PEFT adapters come in this way, never by patching a model).
 
+    ``sequence_parallel`` splits activations outside attention and MLP over the tensor-parallel ranks
+    (training only: megatron-core requires it for MoE layers under TP; it has no effect at TP=1).
+
     ``vocab_size`` is the tokenizer's; the embedding gets ``cfg.padded_vocab_size`` rows and the
     padded rows' logits are pinned to -inf so they never change a softmax or a loss.
     """
     from megatron.core import parallel_state as ps
     from megatron.core.models.gpt import GPTModel
+
+    from sft_model.specs import block_spec
 
     vocab = vocab_size or cfg.vocab_size
     padded = cfg.padded_vocab_size(vocab)
@@ -124,11 +126,16 @@ def build_model(cfg: ModelConfig, vocab_size: int | None = None, *, dtype: torch
         raise ModelConfigError(f"padded vocab size {padded} is not divisible by tensor parallel size {tp}; "
                                "use a make_vocab_size_divisible_by that is a multiple of it")
     use_te = te_available() if use_te is None else use_te
-    config = transformer_config(cfg, dtype, init=init)
-    spec = layer_spec(cfg, use_te)
-    if layer_spec_transform is not None:
-        spec = block_spec(cfg, config, spec, layer_spec_transform)
-    model = GPTModel(
+    config = transformer_config(cfg, dtype, init=init, sequence_parallel=sequence_parallel)
+    spec = block_spec(cfg, config, use_te, layer_spec_transform)
+    model_class, extra = GPTModel, {}
+    if cfg.embedding_multiplier is not None or cfg.final_logit_softcapping is not None:
+        from sft_model.language_model import FamilyGPTModel
+
+        model_class = FamilyGPTModel
+        extra = {"embedding_multiplier": cfg.embedding_multiplier,
+                 "final_logit_softcapping": cfg.final_logit_softcapping}
+    model = model_class(
         config=config, transformer_layer_spec=spec,
         vocab_size=padded, max_sequence_length=cfg.max_position_embeddings,
         pre_process=ps.is_pipeline_first_stage(), post_process=ps.is_pipeline_last_stage(),
@@ -136,7 +143,7 @@ def build_model(cfg: ModelConfig, vocab_size: int | None = None, *, dtype: torch
         position_embedding_type=cfg.position_embedding_type, rotary_percent=cfg.rotary_percentage,
         rotary_base=cfg.rotary_base, rope_scaling=cfg.scale_positional_embedding,
         rope_scaling_factor=cfg.rotary_scaling_factor,
-        seq_len_interpolation_factor=cfg.seq_len_interpolation_factor,
+        seq_len_interpolation_factor=cfg.seq_len_interpolation_factor, **extra,
     )
     if torch.cuda.is_available():
         model.cuda(torch.cuda.current_device())
@@ -145,7 +152,8 @@ def build_model(cfg: ModelConfig, vocab_size: int | None = None, *, dtype: torch
         first_padded = vocab - ps.get_tensor_model_parallel_rank() * rows
         if first_padded < rows:
             model.output_layer.register_forward_hook(partial(_block_padded_rows, start=max(first_padded, 0)))
-    return ModelHandle(model, cfg, vocab, use_te)
+    # soft-capped attention runs in sft's SDPAttention even on the TE spec: masks, not THD, for it
+    return ModelHandle(model, cfg, vocab, use_te and cfg.attn_logit_softcapping is None, config.sequence_parallel)
 
 
 def _block_padded_rows(module, args, output, *, start: int):

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from sft_model.architecture import ARCHITECTURE_DEFAULTS, FLOAT_FIELDS, INT_FIELDS, ArchitectureOptions
 from sft_model.errors import ModelConfigError
 
 NORMALIZATIONS = ("layernorm", "rmsnorm")
@@ -58,8 +59,9 @@ class TokenizerConfig:
 
 
 @dataclass
-class ModelConfig:
-    """A GPT-style decoder: sizes, positions, normalization, activation, tokenizer."""
+class ModelConfig(ArchitectureOptions):
+    """A GPT-style decoder: sizes, positions, normalization, activation, tokenizer (and, inherited from
+    ``ArchitectureOptions``, the features of newer families: sliding windows, soft-capping, experts...)."""
 
     num_layers: int
     """Transformer layers."""
@@ -170,6 +172,7 @@ class ModelConfig:
         for name in ("hidden_dropout", "attention_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ModelConfigError(f"{name}: {getattr(self, name)} is not in [0, 1)")
+        self._validate_architecture()
 
     # -- derived values -------------------------------------------------------------------------
     @property
@@ -220,6 +223,8 @@ class ModelConfig:
             value = getattr(self, f.name)
             if value is None and f.name in ("family", "hf_config", "vocab_size", "seq_len_interpolation_factor"):
                 continue
+            if f.name in ARCHITECTURE_DEFAULTS and value == ARCHITECTURE_DEFAULTS[f.name]:
+                continue
             out[f.name] = value
         tok = dataclasses.asdict(self.tokenizer)
         tok_extra = tok.pop("extra")
@@ -256,12 +261,13 @@ def _tokenizer_from_dict(data: dict[str, Any]) -> TokenizerConfig:
 
 _INT_FIELDS = ("num_layers", "hidden_size", "num_attention_heads", "ffn_hidden_size", "encoder_seq_length",
                "max_position_embeddings", "num_query_groups", "kv_channels", "make_vocab_size_divisible_by",
-               "vocab_size")
+               "vocab_size", *INT_FIELDS)
 
 
 def _coerce(values: dict[str, Any]) -> None:
     """YAML gives ``1e4`` as a string and precision as an int; normalise what is unambiguous."""
-    for name in ("rotary_base", "layernorm_epsilon", "rotary_percentage", "init_method_std", "rotary_scaling_factor"):
+    for name in ("rotary_base", "layernorm_epsilon", "rotary_percentage", "init_method_std", "rotary_scaling_factor",
+                 *FLOAT_FIELDS):
         if isinstance(values.get(name), str):
             try:
                 values[name] = float(values[name])

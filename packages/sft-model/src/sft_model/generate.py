@@ -86,6 +86,8 @@ def generate(model, prompts: Sequence[Sequence[int]], params: SamplingParams, *,
         raise ModelError("generation runs without pipeline parallelism (PP=1)")
     handle = as_handle(model)
     gpt = handle.module
+    if handle.sequence_parallel:
+        raise ModelError("generation runs without sequence parallelism (load the model without it)")
     if not prompts:
         return []
     if any(len(p) == 0 for p in prompts):

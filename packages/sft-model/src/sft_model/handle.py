@@ -18,7 +18,10 @@ class ModelHandle:
     vocab_size: int
     """The tokenizer's vocabulary: logits beyond it belong to padded rows and are -inf."""
     use_te: bool
-    """Built with the Transformer Engine layer spec (GPU) rather than the local spec."""
+    """Attention runs in Transformer Engine (TE spec on a GPU): packed rows go as THD, and TE ignores
+    arbitrary masks. False on the local spec, and for soft-capped attention (sft's SDPAttention)."""
+    sequence_parallel: bool = False
+    """Built for sequence-parallel training (activations split over the tensor-parallel ranks)."""
 
     @property
     def chunks(self) -> list[Any]:

@@ -30,6 +30,10 @@ def compute_logits(model, token_ids: torch.Tensor, position_ids: torch.Tensor | 
     token_ids = torch.as_tensor(token_ids, dtype=torch.long)
     if token_ids.dim() != 2:
         raise ModelError(f"token_ids must be [batch, seq], got shape {tuple(token_ids.shape)}")
+    tp = ps.get_tensor_model_parallel_world_size()
+    if handle.sequence_parallel and token_ids.shape[1] % tp:
+        raise ModelError(f"under sequence parallelism the sequence length ({token_ids.shape[1]}) must be a multiple "
+                         f"of the tensor-parallel size {tp}")
     if token_ids.numel() and (token_ids.min() < 0 or token_ids.max() >= vocab):
         raise ModelError(f"token ids must lie in [0, {vocab})")
     device = next(model.parameters()).device

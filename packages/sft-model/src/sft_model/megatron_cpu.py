@@ -51,6 +51,9 @@ CUDA_ASSUMING_MODULES: tuple[str, ...] = (
     # Attention._allocate_memory puts the static inference KV cache (StaticInferenceContext) on
     # current_device(); generation (sft_model.generate) uses that cache.
     "megatron.core.transformer.attention",
+    # TopKRouter.gating moves a CPU router weight to current_device(); its aux-loss helpers allocate
+    # token counts there.
+    "megatron.core.transformer.moe.router",
 )
 
 
@@ -275,6 +278,37 @@ def _uninstall_clip() -> None:
     _saved_clip.clear()
 
 
+_saved_setup: list = []
+
+
+def _install_tied_embedding_setup() -> None:
+    """Stands in for ``LanguageModule.setup_embeddings_and_output_layer`` under pipeline parallelism
+    with tied embeddings: upstream moves the shared weight with ``weight.data.cuda()`` before the
+    all-reduce that copies it from the first stage to the last. On the CPU the weight stays where it
+    is (``Tensor.cuda`` is the identity for the duration of that one call)."""
+    from megatron.core.models.common.language_module.language_module import LanguageModule
+
+    original = LanguageModule.setup_embeddings_and_output_layer
+    _saved_setup.append(original)
+
+    def setup_embeddings_and_output_layer(self):
+        cuda = torch.Tensor.cuda
+        torch.Tensor.cuda = lambda tensor, *args, **kwargs: tensor
+        try:
+            return original(self)
+        finally:
+            torch.Tensor.cuda = cuda
+
+    LanguageModule.setup_embeddings_and_output_layer = setup_embeddings_and_output_layer
+
+
+def _uninstall_tied_embedding_setup() -> None:
+    from megatron.core.models.common.language_module.language_module import LanguageModule
+
+    if _saved_setup:
+        LanguageModule.setup_embeddings_and_output_layer = _saved_setup.pop()
+
+
 def install() -> bool:
     """Apply every shim (the CPU ones only when CUDA is unavailable); returns whether CPU shims are active.
 
@@ -292,6 +326,7 @@ def install() -> bool:
             _saved_torch[name] = torch
             module.torch = CPU_TORCH
     _install_clip()
+    _install_tied_embedding_setup()
     _installed = True
     return True
 
@@ -303,4 +338,5 @@ def uninstall() -> None:
         importlib.import_module(name).torch = original
     _saved_torch.clear()
     _uninstall_clip()
+    _uninstall_tied_embedding_setup()
     _installed = False

@@ -35,8 +35,9 @@ def init_process_group() -> None:
     dist.init_process_group(backend)
 
 
-def initialize(tensor_parallel: int = 1, pipeline_parallel: int = 1, seed: int = 1234) -> None:
-    """Process group, megatron-core's parallel state (TP×PP, DP = the rest), RNG states and CPU shims."""
+def initialize(tensor_parallel: int = 1, pipeline_parallel: int = 1, seed: int = 1234, expert_parallel: int = 1) -> None:
+    """Process group, megatron-core's parallel state (TP×PP, DP = the rest; experts split over
+    ``expert_parallel`` of the data-parallel ranks), RNG states and CPU shims."""
     from megatron.core import parallel_state as ps
     from megatron.core import tensor_parallel as mp
 
@@ -44,13 +45,16 @@ def initialize(tensor_parallel: int = 1, pipeline_parallel: int = 1, seed: int =
     world = dist.get_world_size()
     if world % (tensor_parallel * pipeline_parallel):
         raise ValueError(f"world size {world} is not a multiple of TP×PP = {tensor_parallel * pipeline_parallel}")
+    if (world // (tensor_parallel * pipeline_parallel)) % expert_parallel:
+        raise ValueError(f"data-parallel size {world // (tensor_parallel * pipeline_parallel)} is not a multiple of "
+                         f"expert parallel size {expert_parallel}")
     cpu = megatron_cpu.install()
     if ps.model_parallel_is_initialized():
-        if (ps.get_tensor_model_parallel_world_size(), ps.get_pipeline_model_parallel_world_size()) != (
-                tensor_parallel, pipeline_parallel):
-            raise ValueError("model parallel state is already initialised with other TP/PP sizes")
+        if (ps.get_tensor_model_parallel_world_size(), ps.get_pipeline_model_parallel_world_size(),
+                ps.get_expert_model_parallel_world_size()) != (tensor_parallel, pipeline_parallel, expert_parallel):
+            raise ValueError("model parallel state is already initialised with other TP/PP/EP sizes")
         return
-    ps.initialize_model_parallel(tensor_parallel, pipeline_parallel)
+    ps.initialize_model_parallel(tensor_parallel, pipeline_parallel, expert_model_parallel_size=expert_parallel)
     if cpu:
         megatron_cpu.install_memory_buffer()
         megatron_cpu.model_parallel_manual_seed(seed)
@@ -77,8 +81,10 @@ def parallel_sizes() -> tuple[int, int]:
 def destroy_model_parallel_only() -> None:
     """Drop megatron's groups but keep the process group, to re-initialise with other TP/PP sizes."""
     from megatron.core import parallel_state as ps
+    from megatron.core.transformer.moe.moe_logging import destroy_moe_metrics_tracker
 
     ps.destroy_model_parallel()
+    destroy_moe_metrics_tracker()  # its entries remember the destroyed groups
 
 
 def destroy() -> None:

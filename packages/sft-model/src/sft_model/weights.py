@@ -18,23 +18,49 @@ from sft_model.families.base import canonical_name
 VOCAB_TENSORS = ("embedding.word_embeddings.weight", "output_layer.weight")
 
 
+def _layer_key_maps(model) -> dict[str, dict[str, str]]:
+    """``decoder.layers.<i>.`` → that layer's ``sharded_state_dict_keys_map`` (its dist-checkpoint renames)."""
+    layers = getattr(getattr(model, "decoder", None), "layers", ())
+    return {f"decoder.layers.{i}.": dict(getattr(getattr(layer, "submodules_config", None),
+                                                 "sharded_state_dict_keys_map", None) or {})
+            for i, layer in enumerate(layers)}
+
+
 def canonical_tensors(model) -> dict[str, torch.Tensor]:
-    """Canonical name → the model's own tensor (parameters and persistent tensors, no extra state)."""
+    """Canonical name → the model's own tensor (parameters and persistent tensors, no extra state).
+
+    A layer's own key map renames its separate norms as its checkpoint does (an MoE layer keeps
+    ``pre_mlp_layernorm``, as Transformer Engine's spec names it); models built elsewhere fall back
+    to ``families.base.LOCAL_TO_CANONICAL``.
+    """
+    maps = _layer_key_maps(model)
     out = {}
     for name, tensor in model.state_dict(keep_vars=True).items():
         if name.endswith("_extra_state") or not isinstance(tensor, torch.Tensor):
             continue
-        out[canonical_name(name)] = tensor
+        out[_canonical(name, maps)] = tensor
     if getattr(model, "share_embeddings_and_output_weights", False):
         out.pop("output_layer.weight", None)
     return out
 
 
+def _canonical(name: str, maps: dict[str, dict[str, str]]) -> str:
+    prefix = name[: name.find(".", len("decoder.layers.")) + 1] if name.startswith("decoder.layers.") else ""
+    if prefix not in maps:
+        return canonical_name(name)
+    rest = name[len(prefix):]
+    for old, new in maps[prefix].items():
+        if rest.startswith(old):
+            return prefix + new + rest[len(old):]
+    return name
+
+
 def _require_whole_model() -> None:
     from megatron.core import parallel_state as ps
 
-    if ps.get_tensor_model_parallel_world_size() != 1 or ps.get_pipeline_model_parallel_world_size() != 1:
-        raise ConversionError("weight conversion runs in one process (TP=1, PP=1)")
+    if (ps.get_tensor_model_parallel_world_size(), ps.get_pipeline_model_parallel_world_size(),
+            ps.get_expert_model_parallel_world_size()) != (1, 1, 1):
+        raise ConversionError("weight conversion runs in one process (TP=1, PP=1, EP=1)")
 
 
 @torch.no_grad()

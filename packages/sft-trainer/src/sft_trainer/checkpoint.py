@@ -145,7 +145,8 @@ class CheckpointManager:
         self._settle(self._attempt(self._fresh, tmp) if self.topo.is_main else None, tmp, what)
         self._settle(self._attempt(self._write_shards, tmp, model_chunks, optimizer), tmp, what)
         meta = {"state": asdict(state), "scheduler": scheduler_state, "sampler": sampler_state, "config": self.config,
-                "world_size": self.topo.world_size, "tp_size": self.topo.tp_size, "pp_size": self.topo.pp_size}
+                "world_size": self.topo.world_size, "tp_size": self.topo.tp_size, "pp_size": self.topo.pp_size,
+                "ep_size": self.topo.ep_size}
         self._settle(self._attempt(self._publish, tmp, final, meta) if self.topo.is_main else None, tmp, what)
         return final
 
@@ -180,10 +181,10 @@ class CheckpointManager:
             raise as_write_failure(exc, tmp) from None
 
     def _write_shards(self, tmp: Path, model_chunks, optimizer) -> None:
-        t, p = self.topo.tp_rank, self.topo.pp_rank
+        t, p, e = self.topo.tp_rank, self.topo.pp_rank, self.topo.ep_file_rank
         if self.topo.writes_model_state:
-            _save([trainable_state(chunk) for chunk in model_chunks], tmp / model_file(t, p))
-            _save(optimizer.state_dict(), tmp / optim_file(t, p))
+            _save([trainable_state(chunk) for chunk in model_chunks], tmp / model_file(t, p, e))
+            _save(optimizer.state_dict(), tmp / optim_file(t, p, e))
         _save(_rng_state(), tmp / rng_file(self.topo.rank))
 
     def _publish(self, tmp: Path, final: Path, meta: dict[str, Any]) -> None:
@@ -250,16 +251,18 @@ def load_checkpoint(path: Path, topo: Topology, model_chunks, optimizer) -> dict
     """Restore model, optimizer and RNG states from a verified checkpoint (every rank calls this);
     returns the saved metadata."""
     meta = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
-    if (meta["tp_size"], meta["pp_size"], meta["world_size"]) != (topo.tp_size, topo.pp_size, topo.world_size):
-        raise CheckpointError(f"{path} was saved with TP={meta['tp_size']} PP={meta['pp_size']} on "
+    ep = meta.get("ep_size", 1)
+    if (meta["tp_size"], meta["pp_size"], ep, meta["world_size"]) != (
+            topo.tp_size, topo.pp_size, topo.ep_size, topo.world_size):
+        raise CheckpointError(f"{path} was saved with TP={meta['tp_size']} PP={meta['pp_size']} EP={ep} on "
                               f"{meta['world_size']} processes; resume with the same layout")
-    t, p = topo.tp_rank, topo.pp_rank
+    t, p, e = topo.tp_rank, topo.pp_rank, topo.ep_file_rank
     problem = None
     try:
-        models = torch.load(path / model_file(t, p), weights_only=True, map_location="cpu")
+        models = torch.load(path / model_file(t, p, e), weights_only=True, map_location="cpu")
         for chunk, state in zip(model_chunks, models, strict=True):
             load_trainable_state(chunk, state)
-        optimizer.load_state_dict(torch.load(path / optim_file(t, p), weights_only=True, map_location="cpu"))
+        optimizer.load_state_dict(torch.load(path / optim_file(t, p, e), weights_only=True, map_location="cpu"))
         _set_rng_state(torch.load(path / rng_file(topo.rank), weights_only=True))
     except SftError as exc:
         problem = f"{path}: {exc}"

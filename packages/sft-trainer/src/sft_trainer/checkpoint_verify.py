@@ -5,7 +5,7 @@ directory is reported and skipped (never loaded, never deleted). A checkpoint ve
 
 - its name is a checkpoint's name and ``state.json`` is one JSON object with every key, each of
   the right type, and the name agrees with it (step, consumed samples, epoch, validation loss);
-- every file the saved topology (world size, TP, PP) needs exists;
+- every file the saved topology (world size, TP, PP, EP) needs exists;
 - every ``.pt`` file loads with ``weights_only=True`` (a pickled call is refused, never run) and
   holds what the writer puts there.
 
@@ -28,6 +28,7 @@ from sft_trainer.train_state import (
     STATE_FILE,
     TrainState,
     checkpoint_name,
+    ep_ranks,
     model_file,
     optim_file,
     rng_file,
@@ -60,8 +61,9 @@ def verify(path: Path) -> str | None:
     if expected != path.name:
         return f"its name does not match {STATE_FILE}, which describes {expected}"
     tp, pp, world = meta["tp_size"], meta["pp_size"], meta["world_size"]
-    files = [(model_file(t, p), _model_state) for t in range(tp) for p in range(pp)]
-    files += [(optim_file(t, p), _optim_state) for t in range(tp) for p in range(pp)]
+    eps = ep_ranks(meta.get("ep_size", 1))
+    files = [(model_file(t, p, e), _model_state) for t in range(tp) for p in range(pp) for e in eps]
+    files += [(optim_file(t, p, e), _optim_state) for t in range(tp) for p in range(pp) for e in eps]
     files += [(rng_file(r), _rng_state) for r in range(world)]
     for name, check in files:
         problem = _check_file(path / name, check)
@@ -91,6 +93,9 @@ def read_meta(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     tp, pp, world = meta["tp_size"], meta["pp_size"], meta["world_size"]
     if min(tp, pp, world) < 1 or world % (tp * pp):
         return None, f"{STATE_FILE}: world_size {world} is not a multiple of tp_size {tp} x pp_size {pp}"
+    ep = meta.setdefault("ep_size", 1)  # absent in checkpoints written before expert parallelism
+    if isinstance(ep, bool) or not isinstance(ep, int) or ep < 1 or (world // (tp * pp)) % ep:
+        return None, f"{STATE_FILE}: ep_size {ep!r} does not divide the data-parallel size {world // (tp * pp)}"
     if min(meta["state"][k] for k in ("step", "consumed_samples", "epoch", "validations_without_improvement")) < 0:
         return None, f"{STATE_FILE}: a negative step, sample, epoch or validation count"
     return meta, None
@@ -139,7 +144,8 @@ def _model_state(content: Any) -> bool:
 
 
 def _optim_state(content: Any) -> bool:
-    return isinstance(content, dict)
+    """One optimizer's state dict, or (megatron's ChainedOptimizer: dense and expert parameters) a list."""
+    return isinstance(content, dict) or (isinstance(content, list) and all(isinstance(c, dict) for c in content))
 
 
 def _rng_state(content: Any) -> bool:

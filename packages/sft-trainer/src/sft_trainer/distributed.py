@@ -20,6 +20,11 @@ class Topology:
     dp_size: int
     dp_group: object
     device: torch.device
+    ep_size: int = 1
+    """Expert-parallel ranks (taken from the data-parallel ones)."""
+    ep_rank: int = 0
+    expert_dp_rank: int = 0
+    """This rank's place among the ranks that hold the same experts."""
 
     @property
     def is_last_stage(self) -> bool:
@@ -32,23 +37,36 @@ class Topology:
 
     @property
     def writes_model_state(self) -> bool:
-        """One rank per (tp, pp) position writes model and optimizer state (they are equal over DP)."""
-        return self.dp_rank == 0
+        """One rank per (tp, pp) position writes model and optimizer state (they are equal over DP);
+        under expert parallelism one per (tp, pp, ep) position, since each holds other experts."""
+        return self.dp_rank == 0 if self.ep_size == 1 else self.expert_dp_rank == 0
+
+    @property
+    def ep_file_rank(self) -> int | None:
+        """The expert-parallel part of this rank's checkpoint file names (None without EP)."""
+        return None if self.ep_size == 1 else self.ep_rank
 
 
-def setup(tensor_parallel: int, pipeline_parallel: int, seed: int) -> Topology:
+def setup(tensor_parallel: int, pipeline_parallel: int, seed: int, expert_parallel: int = 1) -> Topology:
     """Join torchrun's world (or a one-process one) and initialise megatron-core's parallel state."""
     from megatron.core import parallel_state as ps
-    from sft_model.parallel import initialize
+    from sft_core import SftError
+    from sft_model.parallel import init_process_group, initialize
 
-    initialize(tensor_parallel, pipeline_parallel, seed)
+    init_process_group()
+    dp = dist.get_world_size() // (tensor_parallel * pipeline_parallel)
+    if expert_parallel > 1 and dp % expert_parallel:
+        raise SftError(f"model.expert_model_parallel_size={expert_parallel} does not divide the data-parallel size "
+                       f"{dp} ({dist.get_world_size()} processes / TP {tensor_parallel} / PP {pipeline_parallel})")
+    initialize(tensor_parallel, pipeline_parallel, seed, expert_parallel)
     device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     return Topology(
         rank=dist.get_rank(), world_size=dist.get_world_size(),
         tp_rank=ps.get_tensor_model_parallel_rank(), tp_size=ps.get_tensor_model_parallel_world_size(),
         pp_rank=ps.get_pipeline_model_parallel_rank(), pp_size=ps.get_pipeline_model_parallel_world_size(),
         dp_rank=ps.get_data_parallel_rank(), dp_size=ps.get_data_parallel_world_size(),
-        dp_group=ps.get_data_parallel_group(), device=device,
+        dp_group=ps.get_data_parallel_group(), device=device, ep_size=ps.get_expert_model_parallel_world_size(),
+        ep_rank=ps.get_expert_model_parallel_rank(), expert_dp_rank=ps.get_expert_data_parallel_rank(),
     )
 
 

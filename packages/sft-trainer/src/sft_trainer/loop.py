@@ -147,13 +147,16 @@ class Loop:
         self.state.consumed_samples += self.gbs
         self.state.epoch = self.state.consumed_samples // self.train.sampler.samples_per_epoch
         elapsed = time.perf_counter() - start
-        return {
+        metrics = {
             "train/loss": result.loss, "train/lr": lr,
             "train/grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
             "train/tokens_per_sec": result.tokens / elapsed, "train/trained_tokens": result.trained_tokens,
             "train/consumed_samples": self.state.consumed_samples, "train/step_time": elapsed,
             "epoch": self.state.epoch,
         }
+        if result.moe_aux_loss is not None:
+            metrics["train/moe_aux_loss"] = result.moe_aux_loss
+        return metrics
 
     def run(self) -> TrainState:
         self.events.call("sft_on_train_start", state=self.state, model=self.chunks)

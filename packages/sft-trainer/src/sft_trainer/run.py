@@ -82,7 +82,7 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
     if not cfg.model.data.train_ds.paths():
         raise SftError("model.data.train_ds.file_path is required")
     m = cfg.model
-    topo = setup(m.tensor_model_parallel_size, m.pipeline_model_parallel_size, m.seed)
+    topo = setup(m.tensor_model_parallel_size, m.pipeline_model_parallel_size, m.seed, m.expert_model_parallel_size)
     run_dir = run_directory(cfg)
     _stop_on_failure(_write_config(run_dir, cfg) if topo.is_main else None)
     if topo.is_main:
@@ -94,7 +94,9 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
     if m.peft.peft_scheme != "none":
         peft = PeftBinding(collect(pm, "sft_register_peft_methods", "PEFT method").get(m.peft.peft_scheme),
                            to_dict(cfg)["model"]["peft"])
-    base = load_base_model(m.restore_from_path, registries, dtype=dtype, overrides=m.model_overrides(), peft=peft)
+    sequence_parallel = _sequence_parallel(m.restore_from_path, topo)
+    base = load_base_model(m.restore_from_path, registries, dtype=dtype, overrides=m.model_overrides(), peft=peft,
+                           sequence_parallel=sequence_parallel)
     if peft is not None:
         peft.method.apply(base.chunks, peft.config, base.config)
         trainable = trainable_parameter_count(base.chunks)  # the method's own count is this rank's share
@@ -111,7 +113,7 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
     cache = run_dir / "data_cache"
     fixed = None
     train_cfg = data_config(m.data, m.data.train_ds, m.answer_only_loss, m.seed)
-    if topo.pp_size > 1:
+    if topo.pp_size > 1 or topo.ep_size > 1:  # stages, and experts' token exchange, need one row length
         fixed = m.data.train_ds.max_seq_length
     train_data, weights = resolve_sources(m.data.train_ds, tokenizer, train_cfg, cache, registries, topo.is_main,
                                           barrier)
@@ -127,6 +129,9 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
     train_source = BatchSource(train_data, plan, seed=m.seed, dp_rank=topo.dp_rank, shuffle=m.data.train_ds.shuffle,
                                pad_id=pad_id, fixed_length=fixed, weights=weights)
     val_source = _val_source(val_data, cfg, topo, pad_id, fixed)
+    if sequence_parallel:
+        sources = [*(train_data if isinstance(train_data, list) else [train_data]), val_data]
+        _check_split_lengths(topo.tp_size, [d.pack_size or fixed for d in sources if d is not None])
     budget = Budget.plan(cfg.trainer.sft, train_source.batches_per_epoch,
                          val_source.batches_per_epoch if val_source else 0)
     sched = m.optim.sched
@@ -179,6 +184,30 @@ def _report_drops(train_data, val_data, train_paths: list[str]) -> None:
         line = dropped_line(name, data) if data is not None else None
         if line:
             print(line)
+
+
+def _sequence_parallel(path: str, topo: Topology) -> bool:
+    """MoE models train sequence-parallel under TP (megatron-core refuses MoE with TP otherwise);
+    expert parallelism needs experts."""
+    from sft_model import read_config
+
+    config = read_config(path)
+    if topo.ep_size > 1 and not config.is_moe:
+        raise SftError(f"model.expert_model_parallel_size={topo.ep_size} needs a mixture-of-experts model; {path} has "
+                       "no experts")
+    return config.is_moe and topo.tp_size > 1
+
+
+def _check_split_lengths(tp: int, fixed: list[int | None]) -> None:
+    """Sequence parallelism splits every row's positions over the TP ranks: lengths must divide.
+    ``fixed`` holds each dataset's row length, None where rows are padded per micro-batch."""
+    for length in fixed:
+        if length and length % tp:
+            raise SftError(f"sequence length {length} (pack size, or max_seq_length under pipeline parallelism) is "
+                           f"not a multiple of tensor_model_parallel_size {tp}, which sequence parallelism needs")
+    if 16 % tp and not all(fixed):  # unpacked rows are padded to a multiple of 16
+        raise SftError(f"tensor_model_parallel_size {tp} does not divide 16, the multiple unpacked rows are padded "
+                       "to; sequence parallelism needs it to")
 
 
 def _stop_on_failure(problem: str | None) -> None:

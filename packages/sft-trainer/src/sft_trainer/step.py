@@ -7,6 +7,15 @@ by ``num_microbatches × dp`` because megatron-core divides a returned loss by t
 micro-batches and DDP averages gradients over data-parallel ranks. The gradient is then exactly
 that of the global token mean, however the batch is split (the reference averaged per-micro-batch
 means, which weights tokens differently under gradient accumulation and packing).
+
+Mixture-of-experts models add the routers' load-balancing loss as megatron-core (and so the
+reference) does: each MoE layer's loss on each micro-batch, times ``moe_aux_loss_coeff``, enters the
+gradient through ``MoEAuxLossAutoScaler`` scaled by 1/num_microbatches (the schedule sets it), and
+DDP averages it over data-parallel ranks: the mean over the global batch's micro-batches. For a
+given micro-batch size that does not depend on how they are spread over accumulation steps and
+ranks. Unlike the reference, padding positions are left out of it (megatron's ``padding_mask``),
+so it does not depend on how far rows are padded either. It is logged unweighted, per MoE layer,
+as megatron-core's tracker reports it.
 """
 
 from __future__ import annotations
@@ -30,6 +39,9 @@ class StepResult:
     """Trained (label-masked) tokens in the global batch."""
     tokens: int
     """Non-padding positions in the global batch."""
+    moe_aux_loss: float | None = None
+    """MoE models: the routers' load-balancing loss (mean over MoE layers and micro-batches, before
+    ``moe_aux_loss_coeff``); None for dense models."""
 
 
 def _lengths(batch: dict[str, torch.Tensor]) -> list[list[int]]:
@@ -42,14 +54,19 @@ def _lengths(batch: dict[str, torch.Tensor]) -> list[list[int]]:
     return rows
 
 
-def model_inputs(batch: dict[str, torch.Tensor], use_te: bool, device: torch.device) -> dict[str, Any]:
-    """GPTModel keyword arguments: tokens, labels, restarted positions, block-diagonal attention."""
+def model_inputs(batch: dict[str, torch.Tensor], use_te: bool, device: torch.device, *,
+                 moe: bool = False) -> dict[str, Any]:
+    """GPTModel keyword arguments: tokens, labels, restarted positions, block-diagonal attention;
+    for MoE models a padding mask, so that padding is not counted in the routers' load-balancing
+    loss (which then depends on the real tokens only, not on how far a row is padded)."""
     from sft_model.packed_attention import packed_model_inputs
 
     seq_len = batch["tokens"].shape[1]
     # The trailing padding is its own pseudo-sequence in cu_seqlens, so rows are fully covered.
     extra = packed_model_inputs(_lengths(batch), seq_len, use_te=use_te)
     inputs = {"input_ids": batch["tokens"], "labels": batch["labels"], **extra}
+    if moe:  # megatron's convention: True = padding
+        inputs["padding_mask"] = torch.arange(seq_len)[None, :] >= batch["row_tokens"][:, None]
     return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
 
 
@@ -76,10 +93,11 @@ def run_schedule(model_chunks, microbatches, topo: Topology, *, forward_only: bo
 
     device = next(model_chunks[0].parameters()).device
     scale = len(microbatches) * topo.dp_size / max(trained_tokens, 1)
+    moe = _moe_config(model_chunks) is not None
 
     def forward_step(data_iterator, model):
         batch = next(data_iterator)
-        inputs = model_inputs(batch, use_te, device)
+        inputs = model_inputs(batch, use_te, device, moe=moe)
         output = model(**inputs)
         return output, partial(_loss_func, batch["loss_mask"].to(device), scale)
 
@@ -96,15 +114,44 @@ def run_schedule(model_chunks, microbatches, topo: Topology, *, forward_only: bo
     return float(total[0])
 
 
+def _moe_config(model_chunks):
+    from megatron.core.utils import get_model_config
+
+    config = get_model_config(model_chunks[0])
+    return config if config.num_moe_experts else None
+
+
+def _moe_aux_loss(config, num_microbatches: int) -> float:
+    """The step's load-balancing loss from megatron-core's tracker (reduced over PP, TP and DP ranks,
+    which every rank must call), then cleared for the next step."""
+    from megatron.core.transformer.moe.moe_logging import get_moe_metrics_tracker
+
+    totals: dict[str, Any] = {}
+    get_moe_metrics_tracker().report(
+        loss_scale=1.0 / num_microbatches, iteration=0, force_initialize=True, track_names=["load_balancing_loss"],
+        num_layers=config.num_layers, moe_layer_freq=config.moe_layer_freq, total_loss_dict=totals)
+    return float(totals["load_balancing_loss"])
+
+
 def train_step(model_chunks, optimizer, microbatches, topo: Topology, *, use_te: bool) -> tuple[StepResult, Any]:
     """Forward-backward over the global batch; returns the result and the optimizer (not stepped)."""
     for chunk in model_chunks:
         chunk.zero_grad_buffer()
     optimizer.zero_grad()
+    moe = _moe_config(model_chunks)
+    if moe is not None:
+        from megatron.core.transformer.moe.moe_logging import get_moe_metrics_tracker
+        from megatron.core.transformer.moe.moe_utils import MoEAuxLossAutoScaler
+
+        get_moe_metrics_tracker().clear()
+        # a backward outside the schedules (a test, an evaluation hook) leaves megatron's aux-loss scale
+        # a 0-d tensor, into which the schedule then fails to copy its [1]-shaped one: start afresh
+        MoEAuxLossAutoScaler.main_loss_backward_scale = None
     trained, tokens = count_tokens(microbatches, topo)
     loss_sum = run_schedule(model_chunks, microbatches, topo, forward_only=False, use_te=use_te,
                             trained_tokens=trained)
-    return StepResult(loss_sum / max(trained, 1), trained, tokens), optimizer
+    aux = _moe_aux_loss(moe, len(microbatches)) if moe is not None else None
+    return StepResult(loss_sum / max(trained, 1), trained, tokens, aux), optimizer
 
 
 @torch.no_grad()

@@ -42,13 +42,23 @@ def checkpoint_step(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def model_file(tp_rank: int, pp_rank: int) -> str:
-    """Model state of one (tensor, pipeline) position, written by its data-parallel rank 0."""
-    return f"model_tp{tp_rank:02d}_pp{pp_rank:03d}.pt"
+def _position(tp_rank: int, pp_rank: int, ep_rank: int | None) -> str:
+    return f"tp{tp_rank:02d}_pp{pp_rank:03d}" + (f"_ep{ep_rank:02d}" if ep_rank is not None else "")
 
 
-def optim_file(tp_rank: int, pp_rank: int) -> str:
-    return f"optim_tp{tp_rank:02d}_pp{pp_rank:03d}.pt"
+def model_file(tp_rank: int, pp_rank: int, ep_rank: int | None = None) -> str:
+    """Model state of one (tensor, pipeline) position, written by its data-parallel rank 0; under
+    expert parallelism one per expert-parallel rank too (each holds other experts)."""
+    return f"model_{_position(tp_rank, pp_rank, ep_rank)}.pt"
+
+
+def optim_file(tp_rank: int, pp_rank: int, ep_rank: int | None = None) -> str:
+    return f"optim_{_position(tp_rank, pp_rank, ep_rank)}.pt"
+
+
+def ep_ranks(ep_size: int) -> list[int | None]:
+    """The expert-parallel file suffixes of a layout: none without expert parallelism."""
+    return [None] if ep_size == 1 else list(range(ep_size))
 
 
 def rng_file(rank: int) -> str:

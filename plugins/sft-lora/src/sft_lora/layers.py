@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-from megatron.core import parallel_state as ps
 from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear
 
 from sft_lora.config import LoraSettings
@@ -58,12 +57,22 @@ def _no_init(weight: torch.Tensor) -> None:
 
 
 class Adapter(torch.nn.Module):
-    def __init__(self, input_size: int, output_size: int, *, config, spec: AdapterSpec, row_parallel_base: bool):
+    """A and B sharded like the base layer, over its tensor-parallel group: an expert's adapter is an
+    expert parameter too (``is_expert``), reduced over the expert-data-parallel ranks like its base."""
+
+    def __init__(self, input_size: int, output_size: int, *, config, spec: AdapterSpec, row_parallel_base: bool,
+                 is_expert: bool = False, tp_group=None):
         super().__init__()
+        if config.sequence_parallel:  # a row-parallel base's output is split over positions, B's would not be
+            from sft_core import SftError
+
+            raise SftError("LoRA under sequence parallelism (MoE models with tensor_model_parallel_size > 1 train "
+                           "with it) is not supported; use model.expert_model_parallel_size instead")
         s = spec.settings
         self.spec, self.scale, self.row_parallel_base = spec, s.scale, row_parallel_base
         self.dropout = torch.nn.Dropout(s.adapter_dropout) if s.adapter_dropout else torch.nn.Identity()
-        common = {"config": config, "init_method": _no_init, "bias": False}
+        common = {"config": config, "init_method": _no_init, "bias": False, "is_expert": is_expert,
+                  "tp_group": tp_group}
         if row_parallel_base:
             self.linear_in = RowParallelLinear(input_size, s.adapter_dim, input_is_parallel=True, skip_bias_add=True,
                                                **common)
@@ -73,9 +82,13 @@ class Adapter(torch.nn.Module):
             self.linear_out = ColumnParallelLinear(s.adapter_dim, output_size, gather_output=False, **common)
         self._reset(input_size, output_size)
 
+    @property
+    def group(self):
+        return self.linear_in.tp_group
+
     @torch.no_grad()
     def _reset(self, input_size: int, output_size: int) -> None:
-        s, tp, rank = self.spec.settings, ps.get_tensor_model_parallel_world_size(), ps.get_tensor_model_parallel_rank()
+        s, tp, rank = self.spec.settings, self.group.size(), self.group.rank()
         gen = torch.Generator().manual_seed(self.spec.seed)
         a = torch.empty(s.adapter_dim, input_size)
         _init(s.column_init_method, a, gen)
@@ -108,10 +121,10 @@ class Adapter(torch.nn.Module):
     def delta(self) -> torch.Tensor:
         """B·A·alpha/dim for this rank's shard of the base weight (gathers the split factor)."""
         a, b = self.linear_in.weight, self.linear_out.weight
-        group = ps.get_tensor_model_parallel_group()
-        if ps.get_tensor_model_parallel_world_size() > 1:
+        group = self.group
+        if group.size() > 1:
             split = b if self.row_parallel_base else a
-            parts = [torch.empty_like(split) for _ in range(ps.get_tensor_model_parallel_world_size())]
+            parts = [torch.empty_like(split) for _ in range(group.size())]
             torch.distributed.all_gather(parts, split.contiguous(), group=group)
             if self.row_parallel_base:
                 b = torch.cat(parts)
@@ -129,7 +142,7 @@ def _adapted(base: type, row: bool):
         def __init__(self, input_size, output_size, **kwargs):
             super().__init__(input_size, output_size, **kwargs)
             self.lora = Adapter(input_size, output_size, config=kwargs["config"], spec=self.lora_spec,
-                                row_parallel_base=row)
+                                row_parallel_base=row, is_expert=self.is_expert, tp_group=self.tp_group)
 
         def forward(self, x, *args, **kwargs):
             out, bias = super().forward(x, *args, **kwargs)

@@ -26,8 +26,9 @@ def adapt_layer_spec(spec, layer_number: int, settings, gated: bool):
     if not settings.applies_to(layer_number):
         return spec
     attention = spec.submodules.self_attention.submodules
-    mlp = spec.submodules.mlp  # a ModuleSpec, or (megatron 0.19) partial(MLP.as_mlp_submodule, submodules=…)
-    mlp = mlp.submodules if hasattr(mlp, "submodules") else mlp.keywords["submodules"]
+    mlp = _submodules(spec.submodules.mlp)
+    if hasattr(mlp, "experts"):  # an MoE layer: the experts' MLPs (every expert of the layer) get adapters
+        mlp = _submodules(mlp.experts)
     where = {"attention_qkv": (attention, "linear_qkv"), "attention_dense": (attention, "linear_proj"),
              "mlp_fc1": (mlp, "linear_fc1"), "mlp_fc2": (mlp, "linear_fc2")}
     for target in settings.target_modules:
@@ -35,6 +36,11 @@ def adapt_layer_spec(spec, layer_number: int, settings, gated: bool):
         adapter = AdapterSpec(settings, target, layer_number, swiglu=gated and target == "mlp_fc1")
         setattr(holder, attr, lora_class(getattr(holder, attr), adapter))
     return spec
+
+
+def _submodules(entry):
+    """A spec entry's submodules: a ModuleSpec's, or (megatron 0.19) a ``partial(…, submodules=…)``'s."""
+    return entry.submodules if hasattr(entry, "submodules") else entry.keywords["submodules"]
 
 
 def fold(model) -> int:

@@ -13,7 +13,7 @@ SIZE_OPTIONS = (
     ("--num-layers", "num_layers", "Transformer layers."),
     ("--hidden-size", "hidden_size", "Model width."),
     ("--num-attention-heads", "num_attention_heads", "Query heads."),
-    ("--num-query-groups", "num_query_groups", "Key/value heads (GQA; llama family)."),
+    ("--num-query-groups", "num_query_groups", "Key/value heads (GQA; not gpt2)."),
     ("--ffn-hidden-size", "ffn_hidden_size", "MLP width (default: the family's rule)."),
     ("--seq-length", "encoder_seq_length", "Training sequence length (and positions)."),
 )
@@ -26,7 +26,9 @@ def _size_options(func):
 
 
 @click.command("init")
-@click.option("--family", required=True, help="Model family: llama or gpt2 (or one a plugin registers).")
+@click.option("--family", required=True,
+              help="Model family: llama, gpt2, qwen3, phi3, gemma2, gemma3, mixtral, qwen3_moe (or one a plugin "
+                   "registers).")
 @click.option("--tokenizer", "tokenizer_path", required=True, type=click.Path(exists=True, path_type=Path),
               help="SentencePiece .model, HF tokenizer.json (or its directory), or a .nemo.")
 @click.option("--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="M.nemo to write.")

@@ -95,6 +95,9 @@ class ModelSection:
     """Tensor-parallel ranks."""
     pipeline_model_parallel_size: int = 1
     """Pipeline stages."""
+    expert_model_parallel_size: int = 1
+    """Expert-parallel ranks (mixture-of-experts models): each holds 1/this of every MoE layer's experts.
+    They are data-parallel ranks too, so (processes / (TP × PP)) must be a multiple of it."""
     micro_batch_size: int | None = None
     """Rows per forward pass on one rank (default 1); the reference's place is
     ``model.data.train_ds.micro_batch_size``, which is honoured too (a different value in both is an error)."""
@@ -109,6 +112,9 @@ class ModelSection:
     """Dropout after attention and MLP."""
     attention_dropout: float = 0.0
     """Dropout on attention probabilities."""
+    moe_aux_loss_coeff: float | None = None
+    """Weight of the routers' load-balancing loss in the objective (MoE models; logged unweighted as
+    ``train/moe_aux_loss``); None keeps the base model's value (from HF ``router_aux_loss_coef``)."""
     seq_len_interpolation_factor: float | None = None
     """Linear RoPE position interpolation (positions divided by this factor) for sequences longer than
     the base model was trained on; None keeps the base model's value."""
@@ -123,8 +129,8 @@ class ModelSection:
         checks.text(self, "restore_from_path", optional=True)
         checks.text(self, "resume_from_checkpoint", optional=True)
         self._batch_sizes()
-        for key in ("tensor_model_parallel_size", "pipeline_model_parallel_size", "micro_batch_size",
-                    "global_batch_size"):
+        for key in ("tensor_model_parallel_size", "pipeline_model_parallel_size", "expert_model_parallel_size",
+                    "micro_batch_size", "global_batch_size"):
             checks.integer(self, key, 1)
         if self.global_batch_size % self.micro_batch_size:
             raise ConfigValueError("global_batch_size", self.global_batch_size,
@@ -134,6 +140,8 @@ class ModelSection:
             checks.number(self, key, 0.0, 1.0, high_open=True)
         if self.seq_len_interpolation_factor is not None:
             checks.number(self, "seq_len_interpolation_factor", 1.0)
+        if self.moe_aux_loss_coeff is not None:
+            checks.number(self, "moe_aux_loss_coeff", 0.0)
         # the data settings sft-data checks itself (label placeholder, chat tokens, add_sep...), now
         # rather than after the model has loaded
         for name in ("train_ds", "validation_ds"):
@@ -148,6 +156,8 @@ class ModelSection:
         overrides: dict[str, Any] = {"hidden_dropout": self.hidden_dropout, "attention_dropout": self.attention_dropout}
         if self.seq_len_interpolation_factor is not None:
             overrides["seq_len_interpolation_factor"] = self.seq_len_interpolation_factor
+        if self.moe_aux_loss_coeff is not None:
+            overrides["moe_aux_loss_coeff"] = self.moe_aux_loss_coeff
         return overrides
 
     def _batch_sizes(self) -> None:

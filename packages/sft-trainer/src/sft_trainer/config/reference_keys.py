@@ -69,7 +69,8 @@ NO_EFFECT: dict[str, str] = {
 }
 
 NOT_YET: dict[str, str] = {
-    "model.sequence_parallel": "sequence parallelism is not implemented yet",
+    "model.sequence_parallel": "sequence parallelism is not implemented yet (mixture-of-experts models use it "
+                               "under tensor parallelism, as megatron-core requires)",
     "model.activations_checkpoint_granularity": "activation recomputation is not implemented yet",
     "model.activations_checkpoint_method": "activation recomputation is not implemented yet",
     "model.activations_checkpoint_num_layers": "activation recomputation is not implemented yet",

@@ -79,6 +79,11 @@ def build_evaluator(cfg, pm, model, dataset, tokenizer: Tokenizer, registries, t
     settings = cfg.trainer.sft.inference_metrics
     if not settings.metrics or dataset is None:
         return None
+    if getattr(model, "sequence_parallel", False):  # generation decodes one token at a time: nothing to split
+        if topo.is_main:
+            print("warning: trainer.sft.inference_metrics cannot run under sequence parallelism (MoE models with "
+                  "tensor parallelism train with it); skipped")
+        return None
     registry = collect(pm, "sft_register_metrics", "generation metric")
     metrics = [registry.get(name) for name in settings.metrics]
     evaluator = InferenceEvaluator(model, settings, metrics, dataset, tokenizer, to_dict(cfg.model.data), registries,
