@@ -2,14 +2,18 @@
 
 megatron-core assumes CUDA in a few places. Each shim below names the upstream code it stands in
 for, has a test in ``tests/test_megatron_cpu.py``, and can be deleted when upstream stops
-assuming a GPU. ``install()`` applies them only when CUDA is not available; on a GPU nothing here
-is active. The shims touch private names, which is why megatron-core is pinned to one version.
+assuming a GPU. ``install()`` applies them only when CUDA is not available; on a GPU only the
+write queue and, without Apex or Transformer Engine (the distributed optimizer then wraps torch's
+Adam, as on every CPU), the distributed-optimizer checkpoint fixes are active. The shims
+touch private names, which is why megatron-core is pinned to one version.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
+import inspect
 import types
 
 import torch
@@ -257,22 +261,161 @@ def clip_grad_by_total_norm_cpu(parameters, max_norm, total_norm, use_decoupled_
             grad.mul_(clip_coeff)
 
 
-# Modules that imported ``clip_grad_by_total_norm_fp32`` by name (optimizer.MegatronOptimizer.step).
-CLIP_IMPORTERS: tuple[str, ...] = ("megatron.core.optimizer.clip_grads", "megatron.core.optimizer.optimizer")
-_saved_clip: dict[str, object] = {}
+def cuda_rng_state_cpu(*args, **kwargs) -> torch.Tensor:
+    """Stands in for ``tensor_parallel.random._get_cuda_rng_state``.
+
+    Activation recomputation (``CheckpointFunction``) saves the CPU state, the CUDA state and the
+    tracker's states before a forward and restores them for the recomputed one; on the CPU the
+    CUDA part holds nothing (the tracker's states are CPU generator states already).
+    """
+    return torch.empty(0, dtype=torch.uint8)
 
 
-def _install_clip() -> None:
-    for name in CLIP_IMPORTERS:
-        module = importlib.import_module(name)
-        _saved_clip[name] = module.clip_grad_by_total_norm_fp32
-        module.clip_grad_by_total_norm_fp32 = clip_grad_by_total_norm_cpu
+def set_cuda_rng_state_cpu(new_state, *args, **kwargs) -> None:
+    """Stands in for ``tensor_parallel.random._set_cuda_rng_state``: nothing to restore on the CPU."""
 
 
-def _uninstall_clip() -> None:
-    for name, original in _saved_clip.items():
-        importlib.import_module(name).clip_grad_by_total_norm_fp32 = original
-    _saved_clip.clear()
+# (module, name, replacement): functions looked up by name at call time, replaced on the CPU.
+# clip_grad_by_total_norm_fp32 was imported by name into optimizer.optimizer (MegatronOptimizer.step).
+FUNCTION_SHIMS: tuple[tuple[str, str, object], ...] = (
+    ("megatron.core.optimizer.clip_grads", "clip_grad_by_total_norm_fp32", clip_grad_by_total_norm_cpu),
+    ("megatron.core.optimizer.optimizer", "clip_grad_by_total_norm_fp32", clip_grad_by_total_norm_cpu),
+    ("megatron.core.tensor_parallel.random", "_get_cuda_rng_state", cuda_rng_state_cpu),
+    ("megatron.core.tensor_parallel.random", "_set_cuda_rng_state", set_cuda_rng_state_cpu),
+)
+_saved_functions: dict[tuple[str, str], object] = {}
+
+
+def _install_functions() -> None:
+    for module_name, name, replacement in FUNCTION_SHIMS:
+        module = importlib.import_module(module_name)
+        _saved_functions[(module_name, name)] = getattr(module, name)
+        setattr(module, name, replacement)
+
+
+def _uninstall_functions() -> None:
+    for (module_name, name), original in _saved_functions.items():
+        setattr(importlib.import_module(module_name), name, original)
+    _saved_functions.clear()
+
+
+def _cuda_type_name(tensor: torch.Tensor, dtype=None, *args, **kwargs):
+    """``Tensor.type()`` as a CUDA tensor would answer it; conversions (``type(dtype)``) unchanged."""
+    if dtype is None and not args and not kwargs:
+        return torch.Tensor.type(tensor).replace("torch.", "torch.cuda.", 1)
+    return torch.Tensor.type(tensor, dtype, *args, **kwargs)
+
+
+def distributed_optimizer_init_cpu(original):
+    """Stands in for ``optimizer.distrib_optimizer.DistributedOptimizer.__init__``.
+
+    Upstream sorts parameters by ``param.type()`` and accepts only ``torch.cuda.*Tensor`` names
+    (``_build_model_and_main_param_groups`` raises TypeError for ``torch.FloatTensor``). While the
+    optimizer is built, each parameter answers ``type()`` with its CUDA name; the override is an
+    instance attribute removed right after, so nothing else ever sees it.
+    """
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def init(self, *args, **kwargs):
+        chunks = signature.bind(self, *args, **kwargs).arguments["model_chunks"]
+        params = [p for chunk in chunks for p in chunk.parameters()]
+        for param in params:
+            param.type = types.MethodType(_cuda_type_name, param)
+        try:
+            original(self, *args, **kwargs)
+        finally:
+            for param in params:
+                del param.type
+
+    return init
+
+
+def set_states_without_step(original):
+    """Stands in for ``DistributedOptimizer._set_main_param_and_optimizer_states`` with torch's Adam.
+
+    Without Apex or Transformer Engine the distributed optimizer wraps ``torch.optim.Adam``, whose
+    per-parameter state holds ``step`` as a tensor; upstream copies every tensor of that state
+    from the checkpoint's, which has none for ``step`` (it lives in the param groups), so loading
+    a ``fully_reshardable`` optimizer checkpoint fails with KeyError 'step'. A ``None`` entry is
+    what upstream already skips. Needed on every device without Apex/TE.
+    """
+
+    @functools.wraps(original)
+    def set_states(self, model_param, tensors):
+        return original(self, model_param, {"step": None, **tensors})
+
+    return set_states
+
+
+def sharded_state_dict_fresh(original):
+    """Stands in for ``DistributedOptimizer.sharded_state_dict(..., is_loading=True)`` with torch's Adam.
+
+    Upstream's ``state_dict()`` reads the step from the torch optimizer's per-parameter state,
+    which is empty before the first step: resuming into a fresh optimizer fails its
+    ``assert len(steps) == 1``. The state is allocated first (``init_state_fn``, zeros, as
+    upstream does for its other optimizers when loading) with a step of 0, which the checkpoint
+    then overwrites. Needed on every device without Apex/TE.
+    """
+
+    @functools.wraps(original)
+    def sharded_state_dict(self, model_sharded_state_dict=None, is_loading=False, *args, **kwargs):
+        if is_loading and len(self.optimizer.state) == 0 and self.init_state_fn is not None:
+            self.init_state_fn(self.optimizer, self.config)
+            for state in self.optimizer.state.values():
+                state["step"] = torch.tensor(0.0)
+        return original(self, model_sharded_state_dict or {}, is_loading, *args, **kwargs)
+
+    return sharded_state_dict
+
+
+def load_state_dict_own_steps(original):
+    """Stands in for ``DistributedOptimizer.load_state_dict`` with torch's Adam.
+
+    Upstream gives every parameter's state the *same* ``step`` tensor; torch's Adam increments
+    each parameter's step in place, so after a resume the shared counter advances once per
+    parameter per step and the bias correction goes wrong from the second step on. Each
+    parameter gets its own copy. Needed on every device without Apex/TE.
+    """
+
+    @functools.wraps(original)
+    def load_state_dict(self, state_dict):
+        original(self, state_dict)
+        for state in self.optimizer.state.values():
+            if isinstance(state.get("step"), torch.Tensor):
+                state["step"] = state["step"].clone()
+
+    return load_state_dict
+
+
+# (class, method, wrapper, CPU only): upstream methods replaced by a wrapper around them
+_METHOD_SHIMS = (
+    ("DistributedOptimizer", "__init__", distributed_optimizer_init_cpu, True),
+    ("DistributedOptimizer", "_set_main_param_and_optimizer_states", set_states_without_step, False),
+    ("DistributedOptimizer", "sharded_state_dict", sharded_state_dict_fresh, False),
+    ("DistributedOptimizer", "load_state_dict", load_state_dict_own_steps, False),
+)
+_saved_methods: dict[tuple[str, str], object] = {}
+
+
+def _install_methods(cpu: bool) -> None:
+    from megatron.core.optimizer import distrib_optimizer
+
+    for cls_name, name, wrapper, cpu_only in _METHOD_SHIMS:
+        needed = cpu if cpu_only else not distrib_optimizer.HAVE_APEX_OR_TE
+        if not needed or (cls_name, name) in _saved_methods:
+            continue
+        cls = getattr(distrib_optimizer, cls_name)
+        _saved_methods[(cls_name, name)] = cls.__dict__[name]
+        setattr(cls, name, wrapper(cls.__dict__[name]))
+
+
+def _uninstall_methods() -> None:
+    from megatron.core.optimizer import distrib_optimizer
+
+    for (cls_name, name), original in _saved_methods.items():
+        setattr(getattr(distrib_optimizer, cls_name), name, original)
+    _saved_methods.clear()
 
 
 def install() -> bool:
@@ -283,6 +426,7 @@ def install() -> bool:
     global _installed
     install_inprocess_write_queue()
     if torch.cuda.is_available():
+        _install_methods(cpu=False)
         return False
     if _installed:
         return True
@@ -291,7 +435,8 @@ def install() -> bool:
         if module.__dict__.get("torch") is torch:
             _saved_torch[name] = torch
             module.torch = CPU_TORCH
-    _install_clip()
+    _install_functions()
+    _install_methods(cpu=True)
     _installed = True
     return True
 
@@ -302,5 +447,6 @@ def uninstall() -> None:
     for name, original in _saved_torch.items():
         importlib.import_module(name).torch = original
     _saved_torch.clear()
-    _uninstall_clip()
+    _uninstall_functions()
+    _uninstall_methods()
     _installed = False

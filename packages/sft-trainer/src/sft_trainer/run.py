@@ -30,9 +30,10 @@ from sft_trainer.distributed import Topology, barrier, first_failure, setup, tra
 from sft_trainer.loggers.base import LoggerPlugin, RunInfo
 from sft_trainer.loop import Loop
 from sft_trainer.model_io import PeftBinding, export_nemo, load_base_model
-from sft_trainer.optim import build_optimizer, training_dtype, wrap_ddp
+from sft_trainer.optim import build_optimizer, training_dtype, uses_distributed_optimizer, wrap_ddp
 from sft_trainer.resume import starting_state
 from sft_trainer.schedule import CosineAnnealing
+from sft_trainer.train_state import Contents
 from sft_trainer.write_errors import WriteFailed, as_write_failure
 
 FINAL_NEMO = "megatron_gpt_sft.nemo"
@@ -103,9 +104,10 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
         if m.peft.restore_from_path:
             restore_adapter(base, m.peft.restore_from_path, m.peft.peft_scheme, m.restore_from_path,
                             is_main=topo.is_main)
-    use_distributed_optimizer = False  # see README: per-rank optimizer state keeps resume exact and simple
-    chunks = wrap_ddp(base.chunks, use_distributed_optimizer)
-    optimizer = build_optimizer(chunks, cfg, dtype, use_distributed_optimizer)
+    distributed = uses_distributed_optimizer(cfg)
+    chunks = wrap_ddp(base.chunks, distributed)
+    optimizer = build_optimizer(chunks, cfg, dtype, distributed)
+    contents = Contents(m.optim.name, distributed, m.peft.peft_scheme if peft is not None else None)
 
     tokenizer = base.tokenizer
     cache = run_dir / "data_cache"
@@ -134,9 +136,9 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
 
     ckpt_params = cfg.exp_manager.checkpoint_callback_params
     checkpoints = (CheckpointManager(run_dir / "checkpoints", topo, ckpt_params.save_top_k, ckpt_params.mode,
-                                     to_dict(cfg))
+                                     to_dict(cfg), contents)
                    if cfg.exp_manager.create_checkpoint_callback else None)
-    state = starting_state(cfg, run_dir, checkpoints, topo, chunks, optimizer)
+    state = starting_state(cfg, run_dir, checkpoints, topo, chunks, optimizer, contents)
 
     events = EventDispatcher(pm, enabled=topo.is_main)
     from sft_trainer.generation.validation import build_evaluator
