@@ -68,7 +68,20 @@ def transformer_config(cfg: ModelConfig, dtype: torch.dtype | None = None, *, in
         use_cpu_initialization=not gpu, bias_activation_fusion=False, masked_softmax_fusion=False,
         bias_dropout_fusion=False, apply_rope_fusion=False, persist_layer_norm=False,
         gradient_accumulation_fusion=False, rotary_interleaved=False, perform_initialization=init,
+        **memory_settings(cfg, tp),
     )
+
+
+def memory_settings(cfg: ModelConfig, tp: int) -> dict:
+    """Sequence parallelism (only with TP > 1: megatron refuses it at TP=1, where it would split
+    nothing) and activation recomputation, as megatron-core's TransformerConfig names them."""
+    full = cfg.activations_checkpoint_granularity == "full"
+    return {
+        "sequence_parallel": cfg.sequence_parallel and tp > 1,
+        "recompute_granularity": cfg.activations_checkpoint_granularity,
+        "recompute_method": cfg.activations_checkpoint_method if full else None,
+        "recompute_num_layers": cfg.activations_checkpoint_num_layers if full else None,
+    }
 
 
 def layer_spec(cfg: ModelConfig, use_te: bool | None = None):
