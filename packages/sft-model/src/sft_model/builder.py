@@ -93,15 +93,18 @@ def layer_spec(cfg: ModelConfig, use_te: bool | None = None):
     if use_te:
         return gpt_layer_specs.get_gpt_layer_with_transformer_engine_spec()
     from sft_model.attention import SDPAttention
+    from sft_model.norm import SequenceParallelNorm
 
     spec = gpt_layer_specs.get_gpt_layer_local_spec(normalization=norm)
     spec.submodules.self_attention.submodules.core_attention = SDPAttention
+    spec.submodules.input_layernorm = spec.submodules.pre_mlp_layernorm = SequenceParallelNorm
     return spec
 
 
-def block_spec(cfg: ModelConfig, config, spec, transform):
+def block_spec(cfg: ModelConfig, config, spec, transform, layer_norm=None):
     """Per-layer specs for this pipeline stage: ``transform(spec, layer_number, cfg)`` for each of its
-    layers (1-based global numbers), as megatron builds ``[spec] * num_layers`` for a single spec."""
+    layers (1-based global numbers), as megatron builds ``[spec] * num_layers`` for a single spec;
+    ``layer_norm`` is the final norm's module (megatron's default when None)."""
     import copy
 
     from megatron.core.transformer.transformer_block import (
@@ -113,7 +116,7 @@ def block_spec(cfg: ModelConfig, config, spec, transform):
 
     first = get_transformer_layer_offset(config) + 1
     specs = [transform(copy.deepcopy(spec), first + i, cfg) for i in range(get_num_layers_to_build(config))]
-    return TransformerBlockSubmodules(layer_specs=specs, layer_norm=LayerNormImpl)
+    return TransformerBlockSubmodules(layer_specs=specs, layer_norm=layer_norm or LayerNormImpl)
 
 
 def build_model(cfg: ModelConfig, vocab_size: int | None = None, *, dtype: torch.dtype | None = None,
@@ -139,8 +142,9 @@ def build_model(cfg: ModelConfig, vocab_size: int | None = None, *, dtype: torch
     use_te = te_available() if use_te is None else use_te
     config = transformer_config(cfg, dtype, init=init)
     spec = layer_spec(cfg, use_te)
-    if layer_spec_transform is not None:
-        spec = block_spec(cfg, config, spec, layer_spec_transform)
+    if layer_spec_transform is not None or not use_te:  # the local spec's final norm is ours too
+        final_norm = None if use_te else spec.submodules.pre_mlp_layernorm
+        spec = block_spec(cfg, config, spec, layer_spec_transform or _unchanged, final_norm)
     model = GPTModel(
         config=config, transformer_layer_spec=spec,
         vocab_size=padded, max_sequence_length=cfg.max_position_embeddings,
@@ -159,6 +163,10 @@ def build_model(cfg: ModelConfig, vocab_size: int | None = None, *, dtype: torch
         if first_padded < rows:
             model.output_layer.register_forward_hook(partial(_block_padded_rows, start=max(first_padded, 0)))
     return ModelHandle(model, cfg, vocab, use_te)
+
+
+def _unchanged(spec, layer_number, cfg):
+    return spec
 
 
 def _block_padded_rows(module, args, output, *, start: int):
