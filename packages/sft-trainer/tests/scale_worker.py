@@ -45,11 +45,10 @@ def optimizer_state_bytes(nemo: str, distributed: bool) -> int:
     """This rank's optimizer state after one step of the base model at DP=2."""
     from sft_core import get_plugin_manager
     from sft_data.registries import DataRegistries
+    from sft_model.parallel import initialize
     from sft_trainer.config.loading import build_config
     from sft_trainer.model_io import load_base_model
     from sft_trainer.optim import build_optimizer, optimizer_state_bytes, wrap_ddp
-
-    from sft_model.parallel import initialize
 
     initialize(1, 1)
     cfg = build_config({}, ["trainer.precision=32", f"model.optim.name={'distributed_fused_adam' if distributed else 'adam'}"])
@@ -81,10 +80,9 @@ def kill_rank1_inside_dist_save(step: int) -> None:
 
 def main(out: Path, nemo: str, one_process_checkpoint: str) -> None:
     from sft_core import get_plugin_manager
+    from sft_model.parallel import destroy_model_parallel_only
     from sft_trainer.config.loading import build_config
     from sft_trainer.run import train
-
-    from sft_model.parallel import destroy_model_parallel_only
 
     dist.init_process_group("gloo")
     results: dict = {}
