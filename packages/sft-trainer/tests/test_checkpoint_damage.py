@@ -314,3 +314,56 @@ def test_trim_keeps_earlier_steps_byte_for_byte(tmp_path):
     assert path.read_text() == "\n".join([lines[0], lines[1], lines[6]]) + "\n"
     assert trim_after(path, 2) == 0
     assert not list(tmp_path.glob("*.partial"))
+
+
+def _format_1(checkpoint: Path) -> None:
+    """``checkpoint`` rewritten as the per-rank torch.save layout of earlier versions (format 1)."""
+    meta = json.loads((checkpoint / "state.json").read_text())
+    for key in ("format", "written_by", "dp_size", "optimizer", "model"):
+        meta.pop(key)
+    shutil.rmtree(checkpoint / "dist")
+    torch.save([{"embedding.word_embeddings.weight": torch.zeros(2)}], checkpoint / "model_tp00_pp000.pt")
+    torch.save({"state": {}, "param_groups": []}, checkpoint / "optim_tp00_pp000.pt")
+    (checkpoint / "state.json").write_text(json.dumps(meta))
+
+
+def test_a_checkpoint_of_the_earlier_layout_is_refused_in_one_line(tiny_nemo, train_config, interrupted, tmp_path,
+                                                                   capsys):
+    from sft_trainer.checkpoint import CheckpointError
+    from sft_trainer.checkpoint_inspect import describe_checkpoint
+    from sft_trainer.checkpoint_verify import LEGACY, verify
+    from sft_trainer.run import train
+
+    run = tmp_path / "run"
+    shutil.copytree(interrupted, run)
+    old = checkpoints(run)[-1]
+    _format_1(old)
+    assert verify(old) == LEGACY
+    assert LEGACY.startswith("written by an earlier sft (checkpoint format 1: per-rank torch.save files")
+    info = describe_checkpoint(old)
+    assert (info["format"], info["verifies"], info["step"]) == (1, False, 4)
+    assert info["topology"]["data_parallel_size"] == 1 and info["optimizer"]["sharded_over_data_parallel"] is False
+
+    with pytest.raises(CheckpointError) as named:
+        train(train_config(tiny_nemo, tmp_path / "other", *COMMON, f"model.resume_from_checkpoint={old}"),
+              plugin_manager())
+    assert str(named.value) == f"model.resume_from_checkpoint={old} cannot be resumed from: {LEGACY}"
+    shutil.rmtree(checkpoints(run)[0])  # only the old-layout checkpoint is left
+    capsys.readouterr()
+    with pytest.raises(CheckpointError, match=r"^none of the 1 checkpoints in .* can be resumed from"):
+        train(train_config(tiny_nemo, run, *COMMON), plugin_manager())
+    assert f"warning: skipping checkpoint {old}: {LEGACY}" in capsys.readouterr().out
+    assert old.is_dir()  # refused, never deleted
+
+
+def test_a_checkpoint_of_another_optimizer_kind_is_refused_in_one_line(tiny_nemo, train_config, interrupted, tmp_path):
+    from sft_trainer.checkpoint import CheckpointError
+    from sft_trainer.run import train
+
+    saved = checkpoints(interrupted)[-1]
+    with pytest.raises(CheckpointError) as info:
+        train(train_config(tiny_nemo, tmp_path / "run", *COMMON, f"model.resume_from_checkpoint={saved}",
+                           "model.optim.name=adamw"), plugin_manager())
+    assert str(info.value) == (f"{saved} holds distributed optimizer state (model.optim.name=distributed_fused_adam), "
+                               "which model.optim.name=adamw cannot read; resume with "
+                               "model.optim.name=distributed_fused_adam")

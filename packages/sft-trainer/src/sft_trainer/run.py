@@ -84,6 +84,8 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
         raise SftError("model.data.train_ds.file_path is required")
     m = cfg.model
     topo = setup(m.tensor_model_parallel_size, m.pipeline_model_parallel_size, m.seed)
+    if not topo.is_main:
+        _errors_only()
     run_dir = run_directory(cfg)
     _stop_on_failure(_write_config(run_dir, cfg) if topo.is_main else None)
     if topo.is_main:
@@ -168,6 +170,18 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
     if topo.is_main:
         _write_report(run_dir)
     return TrainResult(run_dir, state, nemo_path)
+
+
+def _errors_only() -> None:
+    """Ranks other than 0 log errors only: rank 0 says everything once (the other ranks' copies of
+    each warning, one per GPU of every node, would bury it); an error still shows on its rank."""
+    import logging
+    import warnings
+
+    logging.getLogger().setLevel(logging.ERROR)
+    for name in ("megatron", "torch", "sft_trainer", "sft_model", "sft_data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.simplefilter("ignore")
 
 
 def _report_drops(train_data, val_data, train_paths: list[str]) -> None:
