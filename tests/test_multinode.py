@@ -44,7 +44,7 @@ def test_two_nodes_train_and_only_rank_zero_speaks(tiny_nemo, train_config, tmp_
         for node in nodes:
             if node.poll() is None:
                 node.kill()
-    for node, (out, err) in zip(nodes, outputs, strict=True):
+    for node, (_, err) in zip(nodes, outputs, strict=True):
         assert node.returncode == 0, err[-3000:]
     (out0, err0), (out1, err1) = outputs
     assert "finished at step 4" in out0 and "step 4: validation loss" in err0
