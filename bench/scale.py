@@ -68,7 +68,13 @@ def worker(args) -> None:
     from sft_trainer.config.loading import build_config
     from sft_trainer.data import BatchPlan, BatchSource
     from sft_trainer.distributed import setup
-    from sft_trainer.optim import build_optimizer, optimizer_state_bytes, set_lr, uses_distributed_optimizer, wrap_ddp
+    from sft_trainer.optim import (
+        build_optimizer,
+        optimizer_state_bytes,
+        set_lr,
+        uses_distributed_optimizer,
+        wrap_ddp,
+    )
     from sft_trainer.step import train_step
 
     torch.set_num_threads(args.threads)
