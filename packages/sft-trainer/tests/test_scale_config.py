@@ -87,3 +87,19 @@ def test_a_run_with_recomputation_trains_as_one_without(tiny_nemo, short_train_c
     assert sorted(plain) == [1, 2]
     for step, loss in plain.items():
         assert abs(recomputed[step] - loss) <= 1e-6, (step, recomputed[step], loss)
+
+
+def test_sequence_parallel_rows_split_evenly_over_tensor_parallel_ranks():
+    from types import SimpleNamespace
+
+    from sft_core import SftError
+    from sft_data.dataset import Collator
+    from sft_trainer.run import _rows_split_evenly
+
+    padded, packed = SimpleNamespace(collate=Collator()), SimpleNamespace(collate=Collator(pack_size=96))
+    _rows_split_evenly([("model.data.train_ds", padded), ("model.data.validation_ds", None)], 32)
+    assert padded.collate.multiple_of == 32  # rows padded to the longest, rounded up to a multiple of TP
+    _rows_split_evenly([("model.data.train_ds", packed)], 4)
+    with pytest.raises(SftError, match=r"^model.data.train_ds: rows of 96 positions \(the pack size or max_seq_length\) "
+                                       r"cannot be split evenly over tensor_model_parallel_size=64"):
+        _rows_split_evenly([("model.data.train_ds", packed)], 64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,6 +130,9 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
     train_source = BatchSource(train_data, plan, seed=m.seed, dp_rank=topo.dp_rank, shuffle=m.data.train_ds.shuffle,
                                pad_id=pad_id, fixed_length=fixed, weights=weights)
     val_source = _val_source(val_data, cfg, topo, pad_id, fixed)
+    if m.sequence_parallel and topo.tp_size > 1:
+        _rows_split_evenly([("model.data.train_ds", train_source), ("model.data.validation_ds", val_source)],
+                           topo.tp_size)
     budget = Budget.plan(cfg.trainer.sft, train_source.batches_per_epoch,
                          val_source.batches_per_epoch if val_source else 0)
     sched = m.optim.sched
@@ -170,6 +174,22 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
     if topo.is_main:
         _write_report(run_dir)
     return TrainResult(run_dir, state, nemo_path)
+
+
+def _rows_split_evenly(sources: list[tuple[str, BatchSource | None]], tp: int) -> None:
+    """Sequence parallelism gives each tensor-parallel rank an equal slice of every row's positions:
+    padded rows are padded to a multiple of TP too; a fixed row length (packed data, or pipeline
+    parallelism's max_seq_length) must already be one."""
+    for key, source in sources:
+        if source is None:
+            continue
+        length = source.collate.pack_size
+        if length is None:
+            source.collate.multiple_of = math.lcm(source.collate.multiple_of, tp)
+        elif length % tp:
+            raise SftError(f"{key}: rows of {length} positions (the pack size or max_seq_length) cannot be split "
+                           f"evenly over tensor_model_parallel_size={tp} with model.sequence_parallel=true; use a "
+                           f"multiple of {tp}")
 
 
 def _errors_only() -> None:
