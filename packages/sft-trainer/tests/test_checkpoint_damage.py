@@ -367,3 +367,21 @@ def test_a_checkpoint_of_another_optimizer_kind_is_refused_in_one_line(tiny_nemo
     assert str(info.value) == (f"{saved} holds distributed optimizer state (model.optim.name=distributed_fused_adam), "
                                "which model.optim.name=adamw cannot read; resume with "
                                "model.optim.name=distributed_fused_adam")
+
+
+def test_every_rank_checks_what_it_loads(tiny_nemo, train_config, interrupted, tmp_path, monkeypatch):
+    """Rank 0's verification may have seen another copy (a node's own disk) or an earlier state of
+    the files: the loader checks its own before megatron unpickles anything."""
+    import sft_trainer.resume
+    from sft_trainer.checkpoint import CheckpointError
+    from sft_trainer.run import train
+
+    checkpoint = tmp_path / checkpoints(interrupted)[-1].name
+    shutil.copytree(checkpoints(interrupted)[-1], checkpoint)
+    marker = tmp_path / "marker"
+    _byte_entry(checkpoint, [Payload(marker)])
+    monkeypatch.setattr(sft_trainer.resume, "verify", lambda path: None)  # rank 0 saw nothing wrong
+    with pytest.raises(CheckpointError, match=r": dist: refusing checkpoint entry common_state"):
+        train(train_config(tiny_nemo, tmp_path / "run", *COMMON, f"model.resume_from_checkpoint={checkpoint}"),
+              plugin_manager())
+    assert not marker.exists()

@@ -104,11 +104,11 @@ def _version() -> str:
 
 
 class CheckpointManager:
-    def __init__(self, directory: Path, topo: Topology, save_top_k: int, mode: str, config: dict | None = None,
-                 contents: Contents | None = None):
+    def __init__(self, directory: Path, topo: Topology, save_top_k: int, mode: str, config: dict,
+                 contents: Contents):
         self.directory = directory
-        self.config = config or {}
-        self.contents = contents or Contents("adam", False)
+        self.config = config
+        self.contents = contents
         self.topo = topo
         self.save_top_k = save_top_k
         self.mode = mode

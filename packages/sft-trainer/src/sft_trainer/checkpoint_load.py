@@ -14,6 +14,7 @@ from sft_core import SftError
 
 from sft_trainer import dist_errors, sharded_state
 from sft_trainer.checkpoint import CheckpointError
+from sft_trainer.checkpoint_verify import check_dist
 from sft_trainer.distributed import Topology, first_failure
 from sft_trainer.train_state import DIST_DIR, STATE_FILE, Contents, rng_file
 
@@ -56,6 +57,11 @@ def load_checkpoint(path: Path, topo: Topology, model_chunks, optimizer, content
     problem = None
     with dist_errors.captured_writer_errors():
         try:
+            # rank 0 verified the checkpoint; each rank checks the copy it reads (a node's own disk)
+            # before megatron unpickles anything in it
+            unsafe = check_dist(path / DIST_DIR)
+            if unsafe:
+                raise CheckpointError(unsafe)
             sharded_state.load(path / DIST_DIR, model_chunks, optimizer)
             if same_layout(meta, topo):
                 _set_rng_state(torch.load(path / rng_file(topo.rank), weights_only=True))
