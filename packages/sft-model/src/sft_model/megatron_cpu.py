@@ -4,8 +4,8 @@ megatron-core assumes CUDA in a few places. Each shim below names the upstream c
 for, has a test in ``tests/test_megatron_cpu.py``, and can be deleted when upstream stops
 assuming a GPU. ``install()`` applies them only when CUDA is not available; on a GPU only the
 write queue and, without Apex or Transformer Engine (the distributed optimizer then wraps torch's
-Adam, as on every CPU), the distributed-optimizer checkpoint fixes are active. The shims
-touch private names, which is why megatron-core is pinned to one version.
+Adam, as on every CPU), the distributed-optimizer checkpoint fixes of ``megatron_torch_adam`` are
+active. The shims touch private names, which is why megatron-core is pinned to one version.
 """
 
 from __future__ import annotations
@@ -17,6 +17,12 @@ import inspect
 import types
 
 import torch
+
+from sft_model.megatron_torch_adam import (
+    load_state_dict_own_steps,
+    set_states_without_step,
+    sharded_state_dict_fresh,
+)
 
 _installed = False
 _saved_torch: dict[str, object] = {}
@@ -331,64 +337,8 @@ def distributed_optimizer_init_cpu(original):
     return init
 
 
-def set_states_without_step(original):
-    """Stands in for ``DistributedOptimizer._set_main_param_and_optimizer_states`` with torch's Adam.
-
-    Without Apex or Transformer Engine the distributed optimizer wraps ``torch.optim.Adam``, whose
-    per-parameter state holds ``step`` as a tensor; upstream copies every tensor of that state
-    from the checkpoint's, which has none for ``step`` (it lives in the param groups), so loading
-    a ``fully_reshardable`` optimizer checkpoint fails with KeyError 'step'. A ``None`` entry is
-    what upstream already skips. Needed on every device without Apex/TE.
-    """
-
-    @functools.wraps(original)
-    def set_states(self, model_param, tensors):
-        return original(self, model_param, {"step": None, **tensors})
-
-    return set_states
-
-
-def sharded_state_dict_fresh(original):
-    """Stands in for ``DistributedOptimizer.sharded_state_dict(..., is_loading=True)`` with torch's Adam.
-
-    Upstream's ``state_dict()`` reads the step from the torch optimizer's per-parameter state,
-    which is empty before the first step: resuming into a fresh optimizer fails its
-    ``assert len(steps) == 1``. The state is allocated first (``init_state_fn``, zeros, as
-    upstream does for its other optimizers when loading) with a step of 0, which the checkpoint
-    then overwrites. Needed on every device without Apex/TE.
-    """
-
-    @functools.wraps(original)
-    def sharded_state_dict(self, model_sharded_state_dict=None, is_loading=False, *args, **kwargs):
-        if is_loading and len(self.optimizer.state) == 0 and self.init_state_fn is not None:
-            self.init_state_fn(self.optimizer, self.config)
-            for state in self.optimizer.state.values():
-                state["step"] = torch.tensor(0.0)
-        return original(self, model_sharded_state_dict or {}, is_loading, *args, **kwargs)
-
-    return sharded_state_dict
-
-
-def load_state_dict_own_steps(original):
-    """Stands in for ``DistributedOptimizer.load_state_dict`` with torch's Adam.
-
-    Upstream gives every parameter's state the *same* ``step`` tensor; torch's Adam increments
-    each parameter's step in place, so after a resume the shared counter advances once per
-    parameter per step and the bias correction goes wrong from the second step on. Each
-    parameter gets its own copy. Needed on every device without Apex/TE.
-    """
-
-    @functools.wraps(original)
-    def load_state_dict(self, state_dict):
-        original(self, state_dict)
-        for state in self.optimizer.state.values():
-            if isinstance(state.get("step"), torch.Tensor):
-                state["step"] = state["step"].clone()
-
-    return load_state_dict
-
-
-# (class, method, wrapper, CPU only): upstream methods replaced by a wrapper around them
+# (class, method, wrapper, CPU only): upstream methods replaced by a wrapper around them; the
+# torch-Adam ones (megatron_torch_adam) on every device without Apex/TE, the others on the CPU
 _METHOD_SHIMS = (
     ("DistributedOptimizer", "__init__", distributed_optimizer_init_cpu, True),
     ("DistributedOptimizer", "_set_main_param_and_optimizer_states", set_states_without_step, False),
