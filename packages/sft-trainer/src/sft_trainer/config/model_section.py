@@ -34,7 +34,9 @@ class SchedConfig:
 @dataclass
 class OptimConfig:
     name: str = "distributed_fused_adam"
-    """AdamW in every case; ``distributed_fused_adam`` shards optimizer state over data-parallel ranks."""
+    """AdamW in every case. ``distributed_fused_adam`` and ``mcore_distributed_optim``: megatron-core's
+    distributed optimizer, Adam's state sharded over the data-parallel ranks (1/DP each);
+    ``adam``, ``adamw``, ``fused_adam``: the whole state on every rank (see ``sft_trainer.optim``)."""
     lr: float = 3e-5
     """Peak learning rate."""
     weight_decay: float = 0.01
