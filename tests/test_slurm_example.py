@@ -33,7 +33,8 @@ def test_the_slurm_script_starts_one_torchrun_per_node(tmp_path):
     for name, text in (("srun", SRUN), ("scontrol", SCONTROL), ("uv", UV)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RECORD": str(record),
+    inherited = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT", "MAX_TIME")}
+    env = {**inherited, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RECORD": str(record),
            "SLURM_JOB_NODELIST": "gpu-node-[07-08]", "SLURM_NNODES": "2", "SLURM_GPUS_ON_NODE": "4"}
     overrides = ["model.tensor_model_parallel_size=4", "model.sequence_parallel=true"]
     run = subprocess.run(["bash", str(SCRIPT), "examples/quickstart.yaml", *overrides], cwd=REPO, env=env,
