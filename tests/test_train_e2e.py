@@ -158,7 +158,8 @@ def test_sigkill_then_resume_is_bit_identical(assets, baseline):
     # an interrupted later save leaves a .tmp- directory: it must not be mistaken for a checkpoint
     partial = run_dir / "checkpoints" / ".tmp-megatron_gpt_sft--step=000006-consumed_samples=48-epoch=0"
     partial.mkdir()
-    (partial / "model_tp00_pp000.pt").write_bytes(b"half a file")
+    (partial / "dist").mkdir()
+    (partial / "dist" / "__0_0.distcp").write_bytes(b"half a file")
     proc, _ = train(assets, "killed")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resuming from megatron_gpt_sft--step=000004" in proc.stdout

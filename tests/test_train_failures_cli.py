@@ -91,15 +91,15 @@ def test_damaged_checkpoint_is_skipped_then_a_full_disk_stops_the_save(tiny_nemo
         def __reduce__(self):
             return (open, (str(marker), "w"))
 
-    torch.save([{"w": Payload()}], damaged / "model_tp00_pp000.pt")
-    # 900 kB: the .nemo's 662 kB weights extract and the model file fits; the 1.26 MB optimizer file does not
+    torch.save({"torch": Payload(), "python": 1, "tracker": 2}, damaged / "rng_rank00000.pt")
+    # 900 kB: the .nemo's 662 kB weights extract and the RNG file fits; the 1.9 MB dist/ data file does not
     proc = sft_train(train_config(tiny_nemo, run, "trainer.sft.max_steps=6"), tmp_path, file_size=900_000)
     warnings = [line for line in proc.stdout.splitlines() if "skipping" in line]
     assert len(warnings) == 1 and warnings[0].startswith(
-        f"warning: skipping checkpoint {damaged}: model_tp00_pp000.pt: refused by the weights-only loader"), proc.stdout
+        f"warning: skipping checkpoint {damaged}: rng_rank00000.pt: refused by the weights-only loader"), proc.stdout
     assert f"resuming from {good.name} (step 2)" in proc.stdout
     line = assert_one_error_line(proc, "checkpoint at step 4 not saved (the earlier checkpoints are intact): ")
-    assert "optim_tp00_pp000.pt: the write failed, the disk may be full (" in line
+    assert "/dist: the write failed, the disk may be full (" in line
     assert "file-size limit 900000 bytes" in line
     assert not marker.exists()
     assert verify(good) is None and damaged.is_dir()

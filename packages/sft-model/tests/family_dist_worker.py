@@ -31,10 +31,19 @@ def check(hf_dir: Path, out_dir: Path) -> dict:
 
     parallel.initialize(2, 1)
     moe = results["moe"] = loaded.config.is_moe  # megatron trains MoE layers under TP only sequence-parallel
-    loaded = sft_model.load_nemo(nemo, sequence_parallel=moe)
+    loaded = sft_model.load_nemo(nemo, overrides={"sequence_parallel": moe})
     results["tp2_logits_diff"] = (sft_model.compute_logits(loaded, ids) - ref_logits).abs().max().item()
     results["tp2_loss"], results["tp2_grad"] = fwd_bwd_loss(loaded.model)
     parallel.destroy_model_parallel_only()
+
+    if not moe:  # dense families sequence-parallel too (the user's model.sequence_parallel): q/k, zero-centred norms
+        parallel.initialize(2, 1)
+        loaded = sft_model.load_nemo(nemo, overrides={"sequence_parallel": True})
+        norms = [p for n, p in loaded.model.named_parameters() if "norm" in n]
+        results["sp_norms_marked"] = bool(norms) and all(getattr(p, "sequence_parallel", False) for p in norms)
+        results["sp_logits_diff"] = (sft_model.compute_logits(loaded, ids) - ref_logits).abs().max().item()
+        results["sp_loss"], results["sp_grad"] = fwd_bwd_loss(loaded.model)
+        parallel.destroy_model_parallel_only()
 
     parallel.initialize(1, 2)
     loaded = sft_model.load_nemo(nemo)

@@ -1,4 +1,5 @@
-"""Every newer family under TP=2 and PP=2 (EP=2 for experts) on two gloo processes equals one process.
+"""Every newer family under TP=2 (with and without sequence parallelism) and PP=2 (EP=2 for experts)
+on two gloo processes equals one process.
 
 One pair of processes checks all families in turn (megatron-core costs ~8 s per process to import).
 """
@@ -50,6 +51,19 @@ def test_tensor_parallel_matches_single_process(results, kind):
         assert r["tp2_logits_diff"] <= 1e-5
         assert abs(r["tp2_loss"] - r["tp1_loss"]) <= 1e-5
         assert abs(r["tp2_grad"] - r["tp1_grad"]) <= 1e-5 * max(1.0, r["tp1_grad"])
+
+
+@pytest.mark.parametrize("kind", [k for k in FAMILIES if k not in MOE])
+def test_sequence_parallel_matches_single_process(results, kind):
+    """model.sequence_parallel on a dense family at TP=2 (MoE runs are sequence-parallel above): every
+    norm on the local spec is one that takes it (Qwen3's and Gemma 3's q/k norms included), its
+    weights marked for megatron's tensor-parallel gradient sum."""
+    for rank in results:
+        r = rank[kind]
+        assert r["sp_norms_marked"]
+        assert r["sp_logits_diff"] <= 1e-5
+        assert abs(r["sp_loss"] - r["tp1_loss"]) <= 1e-5
+        assert abs(r["sp_grad"] - r["tp1_grad"]) <= 1e-5 * max(1.0, r["tp1_grad"])
 
 
 @pytest.mark.parametrize("kind", FAMILIES)

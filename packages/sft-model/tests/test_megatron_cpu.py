@@ -158,3 +158,30 @@ def test_tied_embedding_setup_keeps_the_weight_on_cpu(megatron):
     assert seen[0].device.type == "cpu"
     with pytest.raises((RuntimeError, AssertionError)):
         torch.ones(2).cuda()
+
+
+def _llama(**settings):
+    from sft_model.builder import build_model
+    from sft_model.random_init import init_config
+
+    torch.manual_seed(0)
+    return build_model(init_config("llama", 90, precision="32").replace(**settings)).module
+
+
+def test_full_recomputation_runs_on_cpu_and_needs_the_rng_shims(megatron):
+    """CheckpointFunction saves and restores the CUDA RNG state around the recomputed forward."""
+    model = _llama(activations_checkpoint_granularity="full", activations_checkpoint_method="uniform",
+                   activations_checkpoint_num_layers=1).train()
+    ids = torch.randint(0, 90, (2, 8))
+
+    def backward():
+        model(ids, torch.arange(8).expand(2, 8), None, labels=ids).sum().backward()
+
+    backward()
+    assert all(p.grad is not None for p in model.parameters())
+    megatron_cpu.uninstall()
+    try:
+        with pytest.raises((RuntimeError, AssertionError)):  # upstream reads torch.cuda's generator
+            backward()
+    finally:
+        megatron_cpu.install()

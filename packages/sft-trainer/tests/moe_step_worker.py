@@ -50,7 +50,7 @@ def step(base: Path, data: Path, gbs: int, mbs: int, fixed: int, tp: int, ep: in
     from sft_trainer.step import train_step
 
     world = setup(tp, 1, seed=1234, expert_parallel=ep)
-    loaded = load_nemo(base, sequence_parallel=tp > 1)
+    loaded = load_nemo(base, overrides={"sequence_parallel": tp > 1})
     chunks = wrap_ddp(loaded.handle.chunks, use_distributed_optimizer=False)
     batches = BatchSource(PreparedDataset(data), BatchPlan(gbs, mbs, world.dp_size), seed=0, dp_rank=world.dp_rank,
                           shuffle=False, pad_id=0, fixed_length=fixed or None)

@@ -15,7 +15,7 @@ import torch
 
 hookimpl = pluggy.HookimplMarker("sft")
 COMMON = ("trainer.sft.max_steps=6", "exp_manager.checkpoint_callback_params.save_nemo_on_train_end=false")
-MODEL, OPTIM, RNG = "model_tp00_pp000.pt", "optim_tp00_pp000.pt", "rng_rank00000.pt"
+DISTCP, METADATA, RNG = "dist/__0_0.distcp", "dist/.metadata", "rng_rank00000.pt"
 
 
 class Killed(BaseException):
@@ -98,18 +98,63 @@ def _truncate(file: Path) -> None:
     file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
 
 
+def _edit_metadata(checkpoint: Path, change) -> None:
+    """The dist checkpoint's ``.metadata`` changed and pickled again (allow-listed classes only)."""
+    from sft_model.nemo.untrusted import read_metadata
+
+    meta = read_metadata((checkpoint / METADATA).read_bytes(), checkpoint)
+    change(meta)
+    (checkpoint / METADATA).write_bytes(pickle.dumps(meta))
+
+
+def _byte_entry(checkpoint: Path, value) -> None:
+    """``torch.save(value)`` appended to the .distcp; the common-state byte entry points at it."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    distcp = checkpoint / DISTCP
+    offset = distcp.stat().st_size
+    with open(distcp, "ab") as handle:
+        handle.write(buffer.getvalue())
+
+    def point(meta):
+        hits = [info for index, info in meta.storage_data.items() if index.fqn.startswith("common_state")]
+        assert hits
+        for info in hits:
+            info.offset, info.length = offset, len(buffer.getvalue())
+
+    _edit_metadata(checkpoint, point)
+
+
+def _drop_optimizer(meta) -> None:
+    for key in [k for k in meta.state_dict_metadata if k.startswith("optimizer.")]:
+        del meta.state_dict_metadata[key]
+    for index in [i for i in meta.storage_data if i.fqn.startswith("optimizer.")]:
+        del meta.storage_data[index]
+
+
 # each: how to damage a checkpoint directory, and what the one-line report must say
 DAMAGE = {
-    "pickle-in-model": (lambda c, m: torch.save([{"w": Payload(m)}], c / MODEL),
-                        f"{MODEL}: refused by the weights-only loader, nothing in it was run"),
-    "pickle-in-optim": (lambda c, m: torch.save({"state": {0: Payload(m)}, "param_groups": []}, c / OPTIM),
-                        f"{OPTIM}: refused by the weights-only loader"),
+    "pickle-in-dist": (lambda c, m: _byte_entry(c, [Payload(m)]),
+                       "dist: refusing checkpoint entry common_state"),
+    "pickle-as-metadata": (lambda c, m: (c / METADATA).write_bytes(pickle.dumps(Payload(m))),
+                           "dist: unsafe or corrupt checkpoint metadata dist/.metadata (refusing to load _io.open)"),
     "raw-pickle-rng": (lambda c, m: (c / RNG).write_bytes(pickle.dumps({"torch": Payload(m)})),
                        f"{RNG}: not a torch zip-format file"),
-    "truncated": (lambda c, m: _truncate(c / OPTIM), f"{OPTIM}: truncated or corrupt"),
-    "empty-file": (lambda c, m: (c / MODEL).write_bytes(b""), f"{MODEL}: not a torch zip-format file"),
+    "pickle-in-rng": (lambda c, m: torch.save({"torch": Payload(m), "python": 1, "tracker": 2}, c / RNG),
+                      f"{RNG}: refused by the weights-only loader, nothing in it was run"),
+    "truncated": (lambda c, m: _truncate(c / DISTCP),
+                  f"dist: checkpoint file {DISTCP} is missing, a link, or shorter than the"),
+    "truncated-metadata": (lambda c, m: _truncate(c / METADATA), "dist: unsafe or corrupt checkpoint metadata"),
+    "empty-file": (lambda c, m: (c / RNG).write_bytes(b""), f"{RNG}: not a torch zip-format file"),
     "missing-file": (lambda c, m: (c / RNG).unlink(), f"{RNG}: missing"),
-    "wrong-content": (lambda c, m: torch.save({"not": torch.zeros(1)}, c / MODEL), f"{MODEL}: holds a dict, not what"),
+    "missing-distcp": (lambda c, m: (c / DISTCP).unlink(), f"dist: checkpoint file {DISTCP} is missing"),
+    "missing-dist": (lambda c, m: shutil.rmtree(c / "dist"), "dist/: missing"),
+    "wrong-content": (lambda c, m: torch.save({"not": torch.zeros(1)}, c / RNG), f"{RNG}: holds a dict, not what"),
+    "no-optimizer-state": (lambda c, m: _edit_metadata(c, _drop_optimizer), "dist: holds no optimizer state"),
+    "corrupt-metadata-json": (lambda c, m: (c / "dist/metadata.json").write_text("{"),
+                              "dist/metadata.json is not valid JSON"),
     "corrupt-json": (lambda c, m: (c / "state.json").write_text('{"state": {"step": 4,'),
                      "state.json is not valid JSON (Expecting property name"),
     "extra-json": (lambda c, m: (c / "state.json").write_text((c / "state.json").read_text() + '\n{"step": 99}\n'),
@@ -120,13 +165,17 @@ DAMAGE = {
     "missing-top-key": (lambda c, m: _edit_state(c, lambda s: s.pop("world_size")), "state.json: no key world_size"),
     "wrong-type": (lambda c, m: _edit_state(c, lambda s: s["state"].update(step="4")),
                    "state.json: state.step is '4', expected int"),
+    "wrong-optimizer-type": (lambda c, m: _edit_state(c, lambda s: s["optimizer"].update(sharded_over_data_parallel=1)),
+                             "state.json: optimizer.sharded_over_data_parallel is 1, expected bool"),
     "unknown-key": (lambda c, m: _edit_state(c, lambda s: s["state"].update(evil=1)),
                     "state.json: unknown key state.evil"),
     "bad-topology": (lambda c, m: _edit_state(c, lambda s: s.update(tp_size=3)),
-                     "state.json: world_size 1 is not a multiple of tp_size 3"),
+                     "state.json: world_size 1 is not tp_size 3 x pp_size 1 x dp_size 1"),
     "name-mismatch": (lambda c, m: _edit_state(c, lambda s: s["state"].update(step=2)),
                       "its name does not match state.json, which describes megatron_gpt_sft--step=000002"),
     "no-state-json": (lambda c, m: (c / "state.json").unlink(), "no state.json (an interrupted save"),
+    "future-format": (lambda c, m: _edit_state(c, lambda s: s.update(format=3, written_by="sft-trainer 9.0")),
+                      "checkpoint format 3 (written by sft-trainer 9.0); this sft resumes format 2"),
 }
 
 
@@ -153,8 +202,8 @@ def test_the_payload_is_live(tmp_path):
     assert marker.exists()
 
 
-@pytest.mark.parametrize("kind", ["pickle-in-model", "raw-pickle-rng", "truncated", "corrupt-json", "extra-json",
-                                  "missing-key", "wrong-type"])
+@pytest.mark.parametrize("kind", ["pickle-in-dist", "pickle-as-metadata", "raw-pickle-rng", "truncated",
+                                  "no-optimizer-state", "corrupt-json", "missing-key", "wrong-type"])
 def test_resume_skips_a_damaged_newest_checkpoint(tiny_nemo, train_config, interrupted, baseline, tmp_path, capsys,
                                                   kind):
     from sft_trainer.run import train
@@ -202,7 +251,7 @@ def test_a_fake_newest_directory_is_skipped_and_kept(tiny_nemo, train_config, in
     train(cfg, plugin_manager())
     out = capsys.readouterr().out
     assert [line for line in out.splitlines() if "skipping" in line] == [
-        f"warning: skipping checkpoint {fake}: {MODEL}: missing"]
+        f"warning: skipping checkpoint {fake}: {RNG}: missing"]
     assert f"resuming from {newest.name} (step 4)" in out
     assert losses(run) == baseline
     # save_top_k=0 pruned every other checkpoint but the newest; the fake one is not the pruner's to delete
@@ -217,7 +266,7 @@ def test_no_checkpoint_that_verifies_is_an_error_not_a_fresh_start(tiny_nemo, tr
     run = tmp_path / "run"
     shutil.copytree(interrupted, run)
     for checkpoint in checkpoints(run):
-        _truncate(checkpoint / MODEL)
+        _truncate(checkpoint / DISTCP)
     before = (run / "metrics.jsonl").read_bytes()
     with pytest.raises(CheckpointError, match=r"^none of the 2 checkpoints in .* can be resumed from"):
         train(train_config(tiny_nemo, run, *COMMON), plugin_manager())
@@ -265,3 +314,74 @@ def test_trim_keeps_earlier_steps_byte_for_byte(tmp_path):
     assert path.read_text() == "\n".join([lines[0], lines[1], lines[6]]) + "\n"
     assert trim_after(path, 2) == 0
     assert not list(tmp_path.glob("*.partial"))
+
+
+def _format_1(checkpoint: Path) -> None:
+    """``checkpoint`` rewritten as the per-rank torch.save layout of earlier versions (format 1)."""
+    meta = json.loads((checkpoint / "state.json").read_text())
+    for key in ("format", "written_by", "dp_size", "optimizer", "model"):
+        meta.pop(key)
+    shutil.rmtree(checkpoint / "dist")
+    torch.save([{"embedding.word_embeddings.weight": torch.zeros(2)}], checkpoint / "model_tp00_pp000.pt")
+    torch.save({"state": {}, "param_groups": []}, checkpoint / "optim_tp00_pp000.pt")
+    (checkpoint / "state.json").write_text(json.dumps(meta))
+
+
+def test_a_checkpoint_of_the_earlier_layout_is_refused_in_one_line(tiny_nemo, train_config, interrupted, tmp_path,
+                                                                   capsys):
+    from sft_trainer.checkpoint import CheckpointError
+    from sft_trainer.checkpoint_inspect import describe_checkpoint
+    from sft_trainer.checkpoint_verify import LEGACY, verify
+    from sft_trainer.run import train
+
+    run = tmp_path / "run"
+    shutil.copytree(interrupted, run)
+    old = checkpoints(run)[-1]
+    _format_1(old)
+    assert verify(old) == LEGACY
+    assert LEGACY.startswith("written by an earlier sft (checkpoint format 1: per-rank torch.save files")
+    info = describe_checkpoint(old)
+    assert (info["format"], info["verifies"], info["step"]) == (1, False, 4)
+    assert info["topology"]["data_parallel_size"] == 1 and info["optimizer"]["sharded_over_data_parallel"] is False
+
+    with pytest.raises(CheckpointError) as named:
+        train(train_config(tiny_nemo, tmp_path / "other", *COMMON, f"model.resume_from_checkpoint={old}"),
+              plugin_manager())
+    assert str(named.value) == f"model.resume_from_checkpoint={old} cannot be resumed from: {LEGACY}"
+    shutil.rmtree(checkpoints(run)[0])  # only the old-layout checkpoint is left
+    capsys.readouterr()
+    with pytest.raises(CheckpointError, match=r"^none of the 1 checkpoints in .* can be resumed from"):
+        train(train_config(tiny_nemo, run, *COMMON), plugin_manager())
+    assert f"warning: skipping checkpoint {old}: {LEGACY}" in capsys.readouterr().out
+    assert old.is_dir()  # refused, never deleted
+
+
+def test_a_checkpoint_of_another_optimizer_kind_is_refused_in_one_line(tiny_nemo, train_config, interrupted, tmp_path):
+    from sft_trainer.checkpoint import CheckpointError
+    from sft_trainer.run import train
+
+    saved = checkpoints(interrupted)[-1]
+    with pytest.raises(CheckpointError) as info:
+        train(train_config(tiny_nemo, tmp_path / "run", *COMMON, f"model.resume_from_checkpoint={saved}",
+                           "model.optim.name=adamw"), plugin_manager())
+    assert str(info.value) == (f"{saved} holds distributed optimizer state (model.optim.name=distributed_fused_adam), "
+                               "which model.optim.name=adamw cannot read; resume with "
+                               "model.optim.name=distributed_fused_adam")
+
+
+def test_every_rank_checks_what_it_loads(tiny_nemo, train_config, interrupted, tmp_path, monkeypatch):
+    """Rank 0's verification may have seen another copy (a node's own disk) or an earlier state of
+    the files: the loader checks its own before megatron unpickles anything."""
+    import sft_trainer.resume
+    from sft_trainer.checkpoint import CheckpointError
+    from sft_trainer.run import train
+
+    checkpoint = tmp_path / checkpoints(interrupted)[-1].name
+    shutil.copytree(checkpoints(interrupted)[-1], checkpoint)
+    marker = tmp_path / "marker"
+    _byte_entry(checkpoint, [Payload(marker)])
+    monkeypatch.setattr(sft_trainer.resume, "verify", lambda path: None)  # rank 0 saw nothing wrong
+    with pytest.raises(CheckpointError, match=r": dist: refusing checkpoint entry common_state"):
+        train(train_config(tiny_nemo, tmp_path / "run", *COMMON, f"model.resume_from_checkpoint={checkpoint}"),
+              plugin_manager())
+    assert not marker.exists()

@@ -16,7 +16,7 @@ import pytest
 
 hookimpl = pluggy.HookimplMarker("sft")
 REPO = Path(__file__).resolve().parents[3]
-MODEL = "model_tp00_pp000.pt"
+RNG = "rng_rank00000.pt"
 
 
 class Killed(BaseException):
@@ -188,11 +188,11 @@ def test_a_named_checkpoint_that_does_not_verify_is_one_line(mixed, baseline, tm
 
     damaged = tmp_path / checkpoints(baseline[0])[1].name
     shutil.copytree(checkpoints(baseline[0])[1], damaged)
-    (damaged / MODEL).write_bytes((damaged / MODEL).read_bytes()[:100])
+    (damaged / RNG).write_bytes((damaged / RNG).read_bytes()[:100])
     run = tmp_path / "run"
     with pytest.raises(CheckpointError) as info:
         train(mixed(run, f"model.resume_from_checkpoint={damaged}"), plugin_manager())
-    assert str(info.value) == (f"model.resume_from_checkpoint={damaged} cannot be resumed from: {MODEL}: truncated "
+    assert str(info.value) == (f"model.resume_from_checkpoint={damaged} cannot be resumed from: {RNG}: truncated "
                                f"or corrupt (not a complete torch zip archive)")
     with pytest.raises(CheckpointError, match=r"^model.resume_from_checkpoint=\S+ cannot be resumed from: not a "
                                               r"checkpoint directory name$"):

@@ -103,8 +103,13 @@ def test_checkpoints_and_nemo_hold_adapters_only(nemo, trained):
 
     result, _ = trained
     checkpoint = sorted((result.run_dir / "checkpoints").glob("megatron_gpt_sft--*"))[-1]
-    state = torch.load(checkpoint / "model_tp00_pp000.pt", weights_only=True)[0]
-    assert state and all(".lora." in k for k in state if not k.endswith("_extra_state")), sorted(state)[:5]
+    saved = global_shapes(checkpoint / "dist")  # model weights and optimizer state, through the safe loader
+    weights = [k for k in saved if not k.startswith(("optimizer.", "common_state"))]
+    moments = [k for k in saved if k.startswith("optimizer.state.exp_avg.")]
+    assert weights and all(".lora." in k for k in weights), sorted(weights)[:5]
+    assert len(moments) == len(weights) and all(".lora." in k for k in moments), sorted(moments)[:5]
+    meta = json.loads((checkpoint / "state.json").read_text())
+    assert meta["model"] == {"peft": "lora", "base_weights_saved": False}
     work = result.run_dir / "extracted"
     archive.extract(result.nemo_path, work)
     keys = [k for k in global_shapes(work / "model_weights") if "_extra_state" not in k]

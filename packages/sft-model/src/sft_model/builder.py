@@ -40,8 +40,7 @@ def te_available() -> bool:
     return torch.cuda.is_available() and importlib.util.find_spec("transformer_engine") is not None
 
 
-def transformer_config(cfg: ModelConfig, dtype: torch.dtype | None = None, *, init: bool = True,
-                       sequence_parallel: bool = False):
+def transformer_config(cfg: ModelConfig, dtype: torch.dtype | None = None, *, init: bool = True):
     """megatron-core's TransformerConfig for ``cfg`` under the current parallel state.
 
     TP/PP sizes must equal what ``initialize_model_parallel`` got: left at 1, every pipeline stage
@@ -71,8 +70,20 @@ def transformer_config(cfg: ModelConfig, dtype: torch.dtype | None = None, *, in
         use_cpu_initialization=not gpu, bias_activation_fusion=False, masked_softmax_fusion=False,
         bias_dropout_fusion=False, apply_rope_fusion=False, persist_layer_norm=False,
         gradient_accumulation_fusion=False, rotary_interleaved=False, perform_initialization=init,
-        sequence_parallel=sequence_parallel and tp > 1, **_family_options(cfg),
+        **memory_settings(cfg, tp), **_family_options(cfg),
     )
+
+
+def memory_settings(cfg: ModelConfig, tp: int) -> dict:
+    """Sequence parallelism (only with TP > 1: megatron refuses it at TP=1, where it would split
+    nothing) and activation recomputation, as megatron-core's TransformerConfig names them."""
+    full = cfg.activations_checkpoint_granularity == "full"
+    return {
+        "sequence_parallel": cfg.sequence_parallel and tp > 1,
+        "recompute_granularity": cfg.activations_checkpoint_granularity,
+        "recompute_method": cfg.activations_checkpoint_method if full else None,
+        "recompute_num_layers": cfg.activations_checkpoint_num_layers if full else None,
+    }
 
 
 def _family_options(cfg: ModelConfig) -> dict:
@@ -100,16 +111,16 @@ def _family_options(cfg: ModelConfig) -> dict:
 
 
 def build_model(cfg: ModelConfig, vocab_size: int | None = None, *, dtype: torch.dtype | None = None,
-                use_te: bool | None = None, init: bool = True, layer_spec_transform=None,
-                sequence_parallel: bool = False) -> ModelHandle:
+                use_te: bool | None = None, init: bool = True, layer_spec_transform=None) -> ModelHandle:
     """This pipeline stage's ``GPTModel`` (in a ``ModelHandle``), randomly initialised unless
     ``init=False`` (weights follow).
 
     ``layer_spec_transform(spec, layer_number, cfg) -> ModuleSpec`` swaps modules into each layer's
     spec before the model is built (PEFT adapters come in this way, never by patching a model).
 
-    ``sequence_parallel`` splits activations outside attention and MLP over the tensor-parallel ranks
-    (training only: megatron-core requires it for MoE layers under TP; it has no effect at TP=1).
+    ``cfg.sequence_parallel`` splits activations outside attention and MLP over the tensor-parallel
+    ranks (a training setting: the trainer switches it on for MoE layers under TP, which megatron-core
+    requires; it has no effect at TP=1), as ``memory_settings`` passes it to megatron.
 
     ``vocab_size`` is the tokenizer's; the embedding gets ``cfg.padded_vocab_size`` rows and the
     padded rows' logits are pinned to -inf so they never change a softmax or a loss.
@@ -126,7 +137,7 @@ def build_model(cfg: ModelConfig, vocab_size: int | None = None, *, dtype: torch
         raise ModelConfigError(f"padded vocab size {padded} is not divisible by tensor parallel size {tp}; "
                                "use a make_vocab_size_divisible_by that is a multiple of it")
     use_te = te_available() if use_te is None else use_te
-    config = transformer_config(cfg, dtype, init=init, sequence_parallel=sequence_parallel)
+    config = transformer_config(cfg, dtype, init=init)
     spec = block_spec(cfg, config, use_te, layer_spec_transform)
     model_class, extra = GPTModel, {}
     if cfg.embedding_multiplier is not None or cfg.final_logit_softcapping is not None:

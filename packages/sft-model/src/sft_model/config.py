@@ -115,6 +115,15 @@ class ModelConfig(ArchitectureOptions):
     """Dropout after attention and MLP."""
     attention_dropout: float = 0.0
     """Dropout on attention probabilities."""
+    sequence_parallel: bool = False
+    """Megatron sequence parallelism (with tensor parallelism only; ignored at TP=1)."""
+    activations_checkpoint_granularity: str | None = None
+    """Activation recomputation in training: ``selective`` (core attention), ``full`` (whole layers) or None."""
+    activations_checkpoint_method: str | None = None
+    """With ``full``: ``uniform`` (groups of ``activations_checkpoint_num_layers`` layers) or ``block``
+    (the first ``activations_checkpoint_num_layers`` layers of each pipeline stage)."""
+    activations_checkpoint_num_layers: int | None = None
+    """With ``full``: layers per recomputed group (uniform) or per stage (block)."""
     precision: str = "bf16"
     """Training precision of the reference (``bf16``, ``16``, ``32``...); the dtype weights are stored in."""
     mcore_gpt: bool = True
@@ -173,6 +182,20 @@ class ModelConfig(ArchitectureOptions):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ModelConfigError(f"{name}: {getattr(self, name)} is not in [0, 1)")
         self._validate_architecture()
+        self._validate_recomputation()
+
+    def _validate_recomputation(self) -> None:
+        granularity, method = self.activations_checkpoint_granularity, self.activations_checkpoint_method
+        if granularity not in (None, "selective", "full"):
+            raise ModelConfigError(f"activations_checkpoint_granularity: {granularity!r} is not one of selective, full")
+        if granularity == "full":
+            layers = self.activations_checkpoint_num_layers
+            if method not in ("uniform", "block"):
+                raise ModelConfigError(f"activations_checkpoint_method: {method!r} is not one of uniform, block "
+                                       "(needed with activations_checkpoint_granularity full)")
+            if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+                raise ModelConfigError(f"activations_checkpoint_num_layers: expected a positive integer with "
+                                       f"activations_checkpoint_granularity full, got {layers!r}")
 
     # -- derived values -------------------------------------------------------------------------
     @property

@@ -1,9 +1,13 @@
 """Every workaround that lets megatron-core 0.19.2 run on a CPU-only machine, in one place.
 
-megatron-core assumes CUDA in a few places. Each shim below names the upstream code it stands in
-for, has a test in ``tests/test_megatron_cpu.py``, and can be deleted when upstream stops
-assuming a GPU. ``install()`` applies them only when CUDA is not available; on a GPU nothing here
-is active. The shims touch private names, which is why megatron-core is pinned to one version.
+megatron-core assumes CUDA in a few places. Each shim names the upstream code it stands in for,
+has a test in ``tests/test_megatron_cpu.py`` (the optimizer's in ``test_megatron_cpu_optim.py``),
+and can be deleted when upstream stops assuming a GPU. ``install()`` is the one entry point: it
+applies them only when CUDA is not available; on a GPU only the write queue and, without Apex or
+Transformer Engine (the distributed optimizer then wraps torch's Adam, as on every CPU), the
+distributed-optimizer checkpoint fixes are active. The optimizer's shims live in
+``megatron_cpu_optim``, installed from here. The shims touch private names, which is why
+megatron-core is pinned to one version.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import importlib
 import types
 
 import torch
+
+from sft_model.megatron_cpu_optim import clip_grad_by_total_norm_cpu, install_methods, uninstall_methods
 
 _installed = False
 _saved_torch: dict[str, object] = {}
@@ -242,40 +248,42 @@ def install_inprocess_write_queue() -> None:
         filesystem_async._results_queue = queue.Queue()
 
 
-def clip_grad_by_total_norm_cpu(parameters, max_norm, total_norm, use_decoupled_grad=False) -> None:
-    """Stands in for ``optimizer.clip_grads.clip_grad_by_total_norm_fp32``.
+def cuda_rng_state_cpu(*args, **kwargs) -> torch.Tensor:
+    """Stands in for ``tensor_parallel.random._get_cuda_rng_state``.
 
-    Upstream asserts ``param.grad.type() == 'torch.cuda.FloatTensor'`` and scales through a CUDA
-    overflow buffer; on the CPU the same scaling is a plain in-place multiply.
+    Activation recomputation (``CheckpointFunction``) saves the CPU state, the CUDA state and the
+    tracker's states before a forward and restores them for the recomputed one; on the CPU the
+    CUDA part holds nothing (the tracker's states are CPU generator states already).
     """
-    if isinstance(parameters, torch.Tensor):
-        parameters = [parameters]
-    attr = "decoupled_grad" if use_decoupled_grad else "grad"
-    grads = [getattr(p, attr).detach() for p in parameters if getattr(p, attr, None) is not None]
-    clip_coeff = max_norm / (total_norm + 1.0e-6)
-    if isinstance(clip_coeff, torch.Tensor):
-        clip_coeff = float(clip_coeff.clamp_max(1.0))
-    if clip_coeff < 1.0:
-        for grad in grads:
-            grad.mul_(clip_coeff)
+    return torch.empty(0, dtype=torch.uint8)
 
 
-# Modules that imported ``clip_grad_by_total_norm_fp32`` by name (optimizer.MegatronOptimizer.step).
-CLIP_IMPORTERS: tuple[str, ...] = ("megatron.core.optimizer.clip_grads", "megatron.core.optimizer.optimizer")
-_saved_clip: dict[str, object] = {}
+def set_cuda_rng_state_cpu(new_state, *args, **kwargs) -> None:
+    """Stands in for ``tensor_parallel.random._set_cuda_rng_state``: nothing to restore on the CPU."""
 
 
-def _install_clip() -> None:
-    for name in CLIP_IMPORTERS:
-        module = importlib.import_module(name)
-        _saved_clip[name] = module.clip_grad_by_total_norm_fp32
-        module.clip_grad_by_total_norm_fp32 = clip_grad_by_total_norm_cpu
+# (module, name, replacement): functions looked up by name at call time, replaced on the CPU.
+# clip_grad_by_total_norm_fp32 was imported by name into optimizer.optimizer (MegatronOptimizer.step).
+FUNCTION_SHIMS: tuple[tuple[str, str, object], ...] = (
+    ("megatron.core.optimizer.clip_grads", "clip_grad_by_total_norm_fp32", clip_grad_by_total_norm_cpu),
+    ("megatron.core.optimizer.optimizer", "clip_grad_by_total_norm_fp32", clip_grad_by_total_norm_cpu),
+    ("megatron.core.tensor_parallel.random", "_get_cuda_rng_state", cuda_rng_state_cpu),
+    ("megatron.core.tensor_parallel.random", "_set_cuda_rng_state", set_cuda_rng_state_cpu),
+)
+_saved_functions: dict[tuple[str, str], object] = {}
 
 
-def _uninstall_clip() -> None:
-    for name, original in _saved_clip.items():
-        importlib.import_module(name).clip_grad_by_total_norm_fp32 = original
-    _saved_clip.clear()
+def _install_functions() -> None:
+    for module_name, name, replacement in FUNCTION_SHIMS:
+        module = importlib.import_module(module_name)
+        _saved_functions[(module_name, name)] = getattr(module, name)
+        setattr(module, name, replacement)
+
+
+def _uninstall_functions() -> None:
+    for (module_name, name), original in _saved_functions.items():
+        setattr(importlib.import_module(module_name), name, original)
+    _saved_functions.clear()
 
 
 _saved_setup: list = []
@@ -317,6 +325,7 @@ def install() -> bool:
     global _installed
     install_inprocess_write_queue()
     if torch.cuda.is_available():
+        install_methods(cpu=False)
         return False
     if _installed:
         return True
@@ -325,7 +334,8 @@ def install() -> bool:
         if module.__dict__.get("torch") is torch:
             _saved_torch[name] = torch
             module.torch = CPU_TORCH
-    _install_clip()
+    _install_functions()
+    install_methods(cpu=True)
     _install_tied_embedding_setup()
     _installed = True
     return True
@@ -337,6 +347,7 @@ def uninstall() -> None:
     for name, original in _saved_torch.items():
         importlib.import_module(name).torch = original
     _saved_torch.clear()
-    _uninstall_clip()
+    _uninstall_functions()
+    uninstall_methods()
     _uninstall_tied_embedding_setup()
     _installed = False

@@ -1,15 +1,35 @@
-"""An RMSNorm for the local layer spec that megatron-core's local modules cannot give: weights stored
-zero-centred (the norm multiplies by 1 + w, as Gemma stores them), computed in fp32 like
-transformers' RMSNorms. It takes megatron's norm constructor arguments, so a ``ModuleSpec`` selects
-it for the layer norms, the q/k norms, the post-sublayer norms and the final norm.
+"""Norms for the local layer spec that megatron-core's local modules cannot give.
 
-With the Transformer Engine spec, TE's own norms read ``layernorm_zero_centered_gamma`` from the
-config; this class is then used only for the post-sublayer norms, which TE's spec has no slot for.
+``SequenceParallelNorm``: without Apex the local spec's norms are ``WrappedTorchNorm``, which refuses
+sequence parallelism. Each tensor-parallel rank then normalises only its slice of the sequence, so
+the norm weights' gradients must be summed over the tensor-parallel group, and megatron sums exactly
+the parameters marked ``sequence_parallel`` (as Apex's and Transformer Engine's norms mark theirs)
+in ``finalize_model_grads``. It builds the same torch ``LayerNorm``/``RMSNorm``, marked.
+
+``RMSNorm``: weights stored zero-centred (the norm multiplies by 1 + w, as Gemma stores them),
+computed in fp32 like transformers' RMSNorms. With the Transformer Engine spec, TE's own norms read
+``layernorm_zero_centered_gamma`` from the config; this class is then used only for the
+post-sublayer norms, which TE's spec has no slot for.
+
+Both take megatron's norm constructor arguments, so a ``ModuleSpec`` selects them for the layer
+norms, the q/k norms, the post-sublayer norms and the final norm (``sft_model.specs``).
 """
 
 from __future__ import annotations
 
 import torch
+
+
+class SequenceParallelNorm:
+    """Builds ``torch.nn.LayerNorm`` or ``torch.nn.RMSNorm`` (``config.normalization``) with its
+    parameters marked for the tensor-parallel gradient sum when sequence parallelism is on."""
+
+    def __new__(cls, config, hidden_size: int, eps: float = 1e-5, **kwargs):
+        norm_cls = torch.nn.RMSNorm if config.normalization == "RMSNorm" else torch.nn.LayerNorm
+        norm = norm_cls(normalized_shape=hidden_size, eps=eps)
+        for param in norm.parameters():
+            param.sequence_parallel = config.sequence_parallel
+        return norm
 
 
 class RMSNorm(torch.nn.Module):

@@ -2,8 +2,9 @@
 Engine spec, with sft's modules swapped in where a family needs what megatron lacks.
 
 Local spec (CPU, or a GPU without TE): ``SDPAttention`` as core attention (sliding windows and
-soft-capping included); ``norms.RMSNorm`` for zero-centred norms (megatron's torch norms refuse
-them). TE spec: TE's modules, which take ``window_size``, ``qk_layernorm`` and zero-centred gamma
+soft-capping included); every norm (layer, q/k, final) one of ``sft_model.norms``, since megatron's
+torch norms refuse sequence parallelism and zero-centred weights: ``RMSNorm`` for zero-centred
+norms, ``SequenceParallelNorm`` (torch's norm, marked for sequence parallelism) otherwise. TE spec: TE's modules, which take ``window_size``, ``qk_layernorm`` and zero-centred gamma
 from the config; ``SDPAttention`` replaces TE's core attention only for soft-capped attention.
 Both: ``FamilySelfAttention``/``PostNormMLP`` for post-sublayer norms and a local RoPE base, and
 megatron's MoE layer (``SequentialMLP`` experts on the local spec, so it runs on a CPU).
@@ -14,7 +15,6 @@ from __future__ import annotations
 from functools import partial
 
 from sft_model.config import ModelConfig
-from sft_model.errors import ModelConfigError
 
 
 def _mlp_submodules(mlp):
@@ -22,17 +22,19 @@ def _mlp_submodules(mlp):
     return mlp.submodules if hasattr(mlp, "submodules") else mlp.keywords["submodules"]
 
 
-def layer_spec(cfg: ModelConfig, use_te: bool, *, moe: bool | None = None, sequence_parallel: bool = False):
-    """One transformer layer's spec; ``moe`` picks the MoE or the dense variant (default: the model's).
+def local_norm(cfg: ModelConfig):
+    """The norm module of the local spec (see the module docstring)."""
+    from sft_model.norms import RMSNorm, SequenceParallelNorm
 
-    Under sequence parallelism the local spec's norms are ``norms.RMSNorm`` (megatron's torch norms
-    refuse it); megatron-core needs it to train MoE layers with tensor parallelism.
-    """
+    return RMSNorm if cfg.layernorm_zero_centered_gamma else SequenceParallelNorm
+
+
+def layer_spec(cfg: ModelConfig, use_te: bool, *, moe: bool | None = None):
+    """One transformer layer's spec; ``moe`` picks the MoE or the dense variant (default: the model's)."""
     from megatron.core.models.gpt import gpt_layer_specs
     from megatron.core.transformer.spec_utils import ModuleSpec
 
     from sft_model.attention import SDPAttention
-    from sft_model.norms import RMSNorm
     from sft_model.sublayers import FamilySelfAttention, PostNormMLP
 
     moe = cfg.is_moe if moe is None else moe
@@ -51,14 +53,10 @@ def layer_spec(cfg: ModelConfig, use_te: bool, *, moe: bool | None = None, seque
         spec.submodules.self_attention.submodules.core_attention = core
         if moe:  # TE keeps an MoE layer's pre-MLP norm under its own name: so do we (portable checkpoints)
             spec.submodules.sharded_state_dict_keys_map.pop("pre_mlp_layernorm.", None)
-        if cfg.layernorm_zero_centered_gamma or sequence_parallel:
-            if cfg.normalization != "rmsnorm":
-                raise ModelConfigError("sequence parallelism without Transformer Engine needs RMSNorm; "
-                                       f"this model uses {cfg.normalization}")
-            sub = spec.submodules
-            sub.input_layernorm = sub.pre_mlp_layernorm = RMSNorm
-            if cfg.qk_layernorm:
-                sub.self_attention.submodules.q_layernorm = sub.self_attention.submodules.k_layernorm = RMSNorm
+        sub, norm = spec.submodules, local_norm(cfg)
+        sub.input_layernorm = sub.pre_mlp_layernorm = norm
+        if cfg.qk_layernorm:
+            sub.self_attention.submodules.q_layernorm = sub.self_attention.submodules.k_layernorm = norm
     sub = spec.submodules
     if cfg.post_sublayer_norms or cfg.rotary_base_local is not None:
         attention = sub.self_attention
@@ -73,15 +71,11 @@ def layer_spec(cfg: ModelConfig, use_te: bool, *, moe: bool | None = None, seque
     return spec
 
 
-def final_norm(cfg: ModelConfig, use_te: bool, sequence_parallel: bool = False):
+def final_norm(cfg: ModelConfig, use_te: bool):
     """The decoder's final norm module class."""
     from megatron.core.transformer.transformer_block import LayerNormImpl
 
-    if (cfg.layernorm_zero_centered_gamma or sequence_parallel) and not use_te:
-        from sft_model.norms import RMSNorm
-
-        return RMSNorm
-    return LayerNormImpl
+    return LayerNormImpl if use_te else local_norm(cfg)
 
 
 def block_spec(cfg: ModelConfig, config, use_te: bool, transform=None):
@@ -96,6 +90,6 @@ def block_spec(cfg: ModelConfig, config, use_te: bool, transform=None):
     first = get_transformer_layer_offset(config) + 1
     specs = []
     for number in range(first, first + get_num_layers_to_build(config)):
-        spec = layer_spec(cfg, use_te, moe=cfg.layer_is_moe(number), sequence_parallel=config.sequence_parallel)
+        spec = layer_spec(cfg, use_te, moe=cfg.layer_is_moe(number))
         specs.append(transform(spec, number, cfg) if transform is not None else spec)
-    return TransformerBlockSubmodules(layer_specs=specs, layer_norm=final_norm(cfg, use_te, config.sequence_parallel))
+    return TransformerBlockSubmodules(layer_specs=specs, layer_norm=final_norm(cfg, use_te))

@@ -7,21 +7,22 @@ the new one, and ``.tmp-`` leftovers are removed on the next start. A write that
 (a full disk) stops every rank with one line naming the file; the partial directory is removed.
 
 Resume takes the newest checkpoint that verifies (``checkpoint_verify``); a damaged newer one is
-reported in one line and skipped. Files are loaded with ``weights_only=True``: nothing in a
-checkpoint is executed. Pruning deletes only checkpoints that verify: a damaged directory is the
-user's evidence and stays until they remove it (one re-saved under the same name is moved aside to
+reported in one line and skipped. Nothing in a checkpoint is unpickled outside the restricted
+loaders. Pruning deletes only checkpoints that verify: a damaged directory is the user's evidence
+and stays until they remove it (one re-saved under the same name is moved aside to
 ``<name>.unverified``).
 
-Per directory: ``state.json`` (step, consumed samples, epoch, validation loss, sampler state, the
-training config),
-``model_tp{t}_pp{p}.pt`` and ``optim_tp{t}_pp{p}.pt`` (written by data-parallel rank 0: they are
-equal on every data-parallel rank), ``rng_rank{r}.pt`` (every rank's RNG states).
+Per directory (format 2, ``train_state.FORMAT``): ``dist/``, a megatron-core dist checkpoint of the
+trainable model weights and the optimizer state (``sharded_state``), which loads at any TP, PP and
+DP size; ``rng_rank{r}.pt``, every rank's RNG states (restored when the layout is the same, so
+that resuming there is bit-identical; after a layout change the seeded streams go on);
+``state.json`` (step, consumed samples, epoch, validation loss, scheduler and sampler state, the
+layout, the optimizer, the training config).
 """
 
 from __future__ import annotations
 
 import json
-import pickle
 import random
 import shutil
 from dataclasses import asdict
@@ -31,22 +32,24 @@ from typing import Any
 import torch
 from sft_core import SftError
 
+from sft_trainer import dist_errors, sharded_state
 from sft_trainer.checkpoint_verify import verify
 from sft_trainer.distributed import Topology, broadcast_object, first_failure
 from sft_trainer.train_state import (
+    DIST_DIR,
+    FORMAT,
     NAME,
     STATE_FILE,
     TMP_PREFIX,
+    Contents,
     TrainState,
     checkpoint_name,
     checkpoint_step,
-    model_file,
-    optim_file,
     rng_file,
 )
 from sft_trainer.write_errors import WriteFailed, as_write_failure, atomic_write_text
 
-__all__ = ["CheckpointError", "CheckpointManager", "TrainState", "checkpoint_dirs", "load_checkpoint"]
+__all__ = ["CheckpointError", "CheckpointManager", "Contents", "TrainState", "checkpoint_dirs"]
 
 
 class CheckpointError(SftError):
@@ -71,20 +74,6 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
-    from megatron.core import tensor_parallel
-
-    torch.set_rng_state(state["torch"])
-    random.setstate(_tuples(state["python"]))
-    tensor_parallel.get_cuda_rng_tracker().set_states(state["tracker"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-
-
-def _tuples(value):
-    return tuple(_tuples(v) for v in value) if isinstance(value, list | tuple) else value
-
-
 def _save(obj: Any, path: Path) -> None:
     try:
         torch.save(obj, path)
@@ -92,33 +81,21 @@ def _save(obj: Any, path: Path) -> None:
         raise as_write_failure(exc, path) from None
 
 
-def frozen_parameters(chunk) -> set[str]:
-    # state_dict keys, not named_parameters names: a DDP wrapper's state_dict drops its "module." prefix
-    return {k for k, v in chunk.state_dict(keep_vars=True).items()
-            if isinstance(v, torch.nn.Parameter) and not v.requires_grad}
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
-
-def trainable_state(chunk) -> dict[str, Any]:
-    """The chunk's state without frozen parameters: with PEFT, the adapters (megabytes) and not the
-    base weights, which resume reloads from the base .nemo unchanged."""
-    frozen = frozen_parameters(chunk)
-    return {k: v for k, v in chunk.state_dict().items() if k not in frozen}
-
-
-def load_trainable_state(chunk, state: dict[str, Any]) -> None:
-    # megatron's DDP.load_state_dict returns nothing: load into the wrapped module (same keys)
-    chunk = getattr(chunk, "module", chunk)
-    result = chunk.load_state_dict(state, strict=False)
-    missing = set(result.missing_keys) - frozen_parameters(chunk)
-    if missing or result.unexpected_keys:
-        raise SftError(f"checkpoint does not match the model: missing {sorted(missing)[:3]}, "
-                       f"unexpected {sorted(result.unexpected_keys)[:3]}")
+    try:
+        return f"sft-trainer {version('sft-trainer')}"
+    except PackageNotFoundError:
+        return "sft-trainer (version unknown)"
 
 
 class CheckpointManager:
-    def __init__(self, directory: Path, topo: Topology, save_top_k: int, mode: str, config: dict | None = None):
+    def __init__(self, directory: Path, topo: Topology, save_top_k: int, mode: str, config: dict,
+                 contents: Contents):
         self.directory = directory
-        self.config = config or {}
+        self.config = config
+        self.contents = contents
         self.topo = topo
         self.save_top_k = save_top_k
         self.mode = mode
@@ -143,10 +120,12 @@ class CheckpointManager:
         tmp = self.directory / f"{TMP_PREFIX}{name}"
         what = f"checkpoint at step {state.step} not saved (the earlier checkpoints are intact)"
         self._settle(self._attempt(self._fresh, tmp) if self.topo.is_main else None, tmp, what)
-        self._settle(self._attempt(self._write_shards, tmp, model_chunks, optimizer), tmp, what)
-        meta = {"state": asdict(state), "scheduler": scheduler_state, "sampler": sampler_state, "config": self.config,
-                "world_size": self.topo.world_size, "tp_size": self.topo.tp_size, "pp_size": self.topo.pp_size,
-                "ep_size": self.topo.ep_size}
+        self._settle(self._attempt(_save, _rng_state(), tmp / rng_file(self.topo.rank)), tmp, what)
+        self._settle(self._write_dist(tmp / DIST_DIR, model_chunks, optimizer), tmp, what, shared=dist_errors.first_cause)
+        topo = self.topo
+        meta = {"format": FORMAT, "written_by": _version(), "state": asdict(state), "scheduler": scheduler_state,
+                "sampler": sampler_state, "config": self.config, "world_size": topo.world_size, "tp_size": topo.tp_size,
+                "pp_size": topo.pp_size, "dp_size": topo.dp_size, "ep_size": topo.ep_size, **self.contents.describe()}
         self._settle(self._attempt(self._publish, tmp, final, meta) if self.topo.is_main else None, tmp, what)
         return final
 
@@ -161,8 +140,24 @@ class CheckpointManager:
             return f"{type(exc).__name__}: {exc}".splitlines()[0]
         return None
 
-    def _settle(self, problem: str | None, tmp: Path, what: str) -> None:
-        failure = first_failure(problem)
+    def _write_dist(self, directory: Path, model_chunks, optimizer) -> str | None:
+        """Every rank's shards of model and optimizer (a collective: all ranks take part even when
+        one fails; megatron's writers report failures to all)."""
+        with dist_errors.captured_writer_errors() as capture:
+            try:
+                sharded_state.save(directory, model_chunks, optimizer)
+            except OSError as exc:
+                return str(as_write_failure(exc, directory))
+            except BaseException as exc:  # torch's CheckpointException is a BaseException
+                if isinstance(exc, KeyboardInterrupt | SystemExit):
+                    raise
+                if not dist_errors.is_checkpoint_failure(exc):
+                    self._local_error = exc  # a bug: the other ranks stop, this one re-raises it
+                return dist_errors.problem(exc, capture, directory)
+        return None
+
+    def _settle(self, problem: str | None, tmp: Path, what: str, shared=first_failure) -> None:
+        failure = shared(problem)
         if failure is None:
             return
         if self.topo.is_main:
@@ -176,16 +171,9 @@ class CheckpointManager:
     def _fresh(tmp: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         try:
-            tmp.mkdir(parents=True)
+            (tmp / DIST_DIR).mkdir(parents=True)
         except OSError as exc:
             raise as_write_failure(exc, tmp) from None
-
-    def _write_shards(self, tmp: Path, model_chunks, optimizer) -> None:
-        t, p, e = self.topo.tp_rank, self.topo.pp_rank, self.topo.ep_file_rank
-        if self.topo.writes_model_state:
-            _save([trainable_state(chunk) for chunk in model_chunks], tmp / model_file(t, p, e))
-            _save(optimizer.state_dict(), tmp / optim_file(t, p, e))
-        _save(_rng_state(), tmp / rng_file(self.topo.rank))
 
     def _publish(self, tmp: Path, final: Path, meta: dict[str, Any]) -> None:
         atomic_write_text(tmp / STATE_FILE, json.dumps(meta, indent=2))
@@ -242,34 +230,3 @@ class CheckpointManager:
             return None, (f"none of the {len(candidates)} checkpoints in {self.directory} can be resumed from "
                           f"(see the warnings above); move them away to start from the beginning")
         return None, None
-
-    def load(self, path: Path, model_chunks, optimizer) -> dict[str, Any]:
-        return load_checkpoint(path, self.topo, model_chunks, optimizer)
-
-
-def load_checkpoint(path: Path, topo: Topology, model_chunks, optimizer) -> dict[str, Any]:
-    """Restore model, optimizer and RNG states from a verified checkpoint (every rank calls this);
-    returns the saved metadata."""
-    meta = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
-    ep = meta.get("ep_size", 1)
-    if (meta["tp_size"], meta["pp_size"], ep, meta["world_size"]) != (
-            topo.tp_size, topo.pp_size, topo.ep_size, topo.world_size):
-        raise CheckpointError(f"{path} was saved with TP={meta['tp_size']} PP={meta['pp_size']} EP={ep} on "
-                              f"{meta['world_size']} processes; resume with the same layout")
-    t, p, e = topo.tp_rank, topo.pp_rank, topo.ep_file_rank
-    problem = None
-    try:
-        models = torch.load(path / model_file(t, p, e), weights_only=True, map_location="cpu")
-        for chunk, state in zip(model_chunks, models, strict=True):
-            load_trainable_state(chunk, state)
-        optimizer.load_state_dict(torch.load(path / optim_file(t, p, e), weights_only=True, map_location="cpu"))
-        _set_rng_state(torch.load(path / rng_file(topo.rank), weights_only=True))
-    except SftError as exc:
-        problem = f"{path}: {exc}"
-    except (KeyError, ValueError, TypeError, IndexError, RuntimeError, OSError, pickle.UnpicklingError) as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        problem = f"{path}: cannot restore this rank's state ({type(exc).__name__}: {first})"
-    failure = first_failure(problem)
-    if failure:
-        raise CheckpointError(failure)
-    return meta

@@ -3,11 +3,15 @@
 Resume and pruning trust only checkpoints that verify, so a truncated, tampered or foreign
 directory is reported and skipped (never loaded, never deleted). A checkpoint verifies when:
 
-- its name is a checkpoint's name and ``state.json`` is one JSON object with every key, each of
-  the right type, and the name agrees with it (step, consumed samples, epoch, validation loss);
-- every file the saved topology (world size, TP, PP, EP) needs exists;
-- every ``.pt`` file loads with ``weights_only=True`` (a pickled call is refused, never run) and
-  holds what the writer puts there.
+- its name is a checkpoint's name and ``state.json`` is one JSON object of this format
+  (``train_state.FORMAT``) with every key, each of the right type, and the name agrees with it
+  (step, consumed samples, epoch, validation loss); a checkpoint of the earlier per-rank layout
+  is named as such;
+- every rank's RNG file of the saved layout exists and loads with ``weights_only=True`` (a pickled
+  call is refused, never run) and holds what the writer puts there;
+- ``dist/`` passes the restricted loader that guards ``.nemo`` weights (``verify_weights``: its
+  ``.metadata`` through an allow-list, every pickled byte entry through ``weights_only``, every
+  data file as long as the metadata declares) and holds model weights and optimizer state.
 
 The answer is one line (``None`` when all is well), for the resume warning and error messages.
 """
@@ -24,13 +28,13 @@ from typing import Any
 import torch
 
 from sft_trainer.train_state import (
+    DIST_DIR,
+    FORMAT,
+    LEGACY_FILE,
     NAME,
     STATE_FILE,
     TrainState,
     checkpoint_name,
-    ep_ranks,
-    model_file,
-    optim_file,
     rng_file,
 )
 
@@ -38,13 +42,19 @@ MAX_STATE_BYTES = 64 << 20  # a state.json holds a config and a few numbers; mor
 _INT = (int,)
 _NUMBER_OR_NULL = (int, float, type(None))
 META_TYPES: dict[str, tuple[type, ...]] = {
-    "state": (dict,), "scheduler": (dict,), "sampler": (dict,), "config": (dict,),
-    "world_size": _INT, "tp_size": _INT, "pp_size": _INT,
+    "format": _INT, "written_by": (str,), "state": (dict,), "scheduler": (dict,), "sampler": (dict,),
+    "config": (dict,), "world_size": _INT, "tp_size": _INT, "pp_size": _INT, "dp_size": _INT, "optimizer": (dict,),
+    "model": (dict,),
 }
 STATE_TYPES: dict[str, tuple[type, ...]] = {
     "step": _INT, "consumed_samples": _INT, "epoch": _INT, "val_loss": _NUMBER_OR_NULL,
     "best_val_loss": _NUMBER_OR_NULL, "validations_without_improvement": _INT, "run_dir": (str,), "extra": (dict,),
 }
+OPTIMIZER_TYPES: dict[str, tuple[type, ...]] = {"name": (str,), "sharded_over_data_parallel": (bool,)}
+MODEL_TYPES: dict[str, tuple[type, ...]] = {"peft": (str, type(None)), "base_weights_saved": (bool,)}
+LEGACY = ("written by an earlier sft (checkpoint format 1: per-rank torch.save files, resumable only at the TP, PP "
+          f"and world size they were saved at); this sft resumes format {FORMAT} (dist/, resharded on load): "
+          "resume it with the sft that wrote it, or move it away to start from the base model")
 
 
 def verify(path: Path) -> str | None:
@@ -60,15 +70,37 @@ def verify(path: Path) -> str | None:
     expected = checkpoint_name(TrainState(**meta["state"]))
     if expected != path.name:
         return f"its name does not match {STATE_FILE}, which describes {expected}"
-    tp, pp, world = meta["tp_size"], meta["pp_size"], meta["world_size"]
-    eps = ep_ranks(meta.get("ep_size", 1))
-    files = [(model_file(t, p, e), _model_state) for t in range(tp) for p in range(pp) for e in eps]
-    files += [(optim_file(t, p, e), _optim_state) for t in range(tp) for p in range(pp) for e in eps]
-    files += [(rng_file(r), _rng_state) for r in range(world)]
-    for name, check in files:
-        problem = _check_file(path / name, check)
+    for rank in range(meta["world_size"]):
+        problem = _check_file(path / rng_file(rank), _rng_state)
         if problem:
-            return f"{name}: {problem}"
+            return f"{rng_file(rank)}: {problem}"
+    return check_dist(path / DIST_DIR)
+
+
+def check_dist(directory: Path) -> str | None:
+    """``dist/`` through the restricted loader; holds model weights and optimizer state."""
+    from sft_model.errors import NemoArchiveError
+    from sft_model.nemo.untrusted import verify_weights
+
+    if not directory.is_dir():
+        return f"{DIST_DIR}/: missing"
+    try:
+        metadata = verify_weights(directory, DIST_DIR, label=DIST_DIR)
+    except NemoArchiveError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"{DIST_DIR}: unreadable ({_first_line(exc)})"
+    try:
+        config = json.loads((directory / "metadata.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return f"{DIST_DIR}/metadata.json is not valid JSON ({_first_line(exc)})"
+    if not isinstance(config, dict) or config.get("sharded_backend") != "torch_dist":
+        return f"{DIST_DIR}/metadata.json does not describe a torch_dist checkpoint"
+    keys = list(metadata.state_dict_metadata)
+    if not any(k.startswith("model") for k in keys):
+        return f"{DIST_DIR}: holds no model weights"
+    if not any(k.startswith("optimizer.state.") for k in keys):
+        return f"{DIST_DIR}: holds no optimizer state"
     return None
 
 
@@ -87,15 +119,21 @@ def read_meta(path: Path) -> tuple[dict[str, Any] | None, str | None]:
         meta = json.loads(text)
     except json.JSONDecodeError as exc:
         return None, f"{STATE_FILE} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-    problem = _typed(meta, META_TYPES, "") or _typed(meta["state"], STATE_TYPES, "state.")
+    if isinstance(meta, dict) and "format" not in meta and ("tp_size" in meta or (path / LEGACY_FILE).is_file()):
+        return None, LEGACY
+    if isinstance(meta, dict) and isinstance(meta.get("format"), int) and meta["format"] != FORMAT:
+        return None, (f"checkpoint format {meta['format']} (written by {meta.get('written_by', 'an unknown sft')!s:.60}); "
+                      f"this sft resumes format {FORMAT}")
+    problem = (_typed(meta, META_TYPES, "") or _typed(meta["state"], STATE_TYPES, "state.")
+               or _typed(meta["optimizer"], OPTIMIZER_TYPES, "optimizer.") or _typed(meta["model"], MODEL_TYPES, "model."))
     if problem:
         return None, f"{STATE_FILE}: {problem}"
-    tp, pp, world = meta["tp_size"], meta["pp_size"], meta["world_size"]
-    if min(tp, pp, world) < 1 or world % (tp * pp):
-        return None, f"{STATE_FILE}: world_size {world} is not a multiple of tp_size {tp} x pp_size {pp}"
-    ep = meta.setdefault("ep_size", 1)  # absent in checkpoints written before expert parallelism
-    if isinstance(ep, bool) or not isinstance(ep, int) or ep < 1 or (world // (tp * pp)) % ep:
-        return None, f"{STATE_FILE}: ep_size {ep!r} does not divide the data-parallel size {world // (tp * pp)}"
+    tp, pp, dp, world = meta["tp_size"], meta["pp_size"], meta["dp_size"], meta["world_size"]
+    if min(tp, pp, dp, world) < 1 or world != tp * pp * dp:
+        return None, f"{STATE_FILE}: world_size {world} is not tp_size {tp} x pp_size {pp} x dp_size {dp}"
+    ep = meta.setdefault("ep_size", 1)  # expert-parallel ranks are data-parallel ones
+    if isinstance(ep, bool) or not isinstance(ep, int) or ep < 1 or dp % ep:
+        return None, f"{STATE_FILE}: ep_size {ep!r:.60} does not divide dp_size {dp}"
     if min(meta["state"][k] for k in ("step", "consumed_samples", "epoch", "validations_without_improvement")) < 0:
         return None, f"{STATE_FILE}: a negative step, sample, epoch or validation count"
     return meta, None
@@ -108,7 +146,7 @@ def _typed(data: Any, types: dict[str, tuple[type, ...]], prefix: str) -> str | 
         if key not in data:
             return f"no key {prefix}{key}"
         value = data[key]
-        if isinstance(value, bool) or not isinstance(value, allowed):
+        if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
             kinds = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
             return f"{prefix}{key} is {value!r:.60}, expected {kinds}"
     unknown = sorted(set(data) - set(types)) if prefix else []
@@ -135,17 +173,6 @@ def _check_file(file: Path, check: Callable[[Any], bool]) -> str | None:
     if not check(content):
         return f"holds a {type(content).__name__}, not what the checkpoint writer stores there"
     return None
-
-
-def _model_state(content: Any) -> bool:
-    """One state dict per model chunk."""
-    return isinstance(content, list) and all(
-        isinstance(chunk, dict) and all(isinstance(k, str) for k in chunk) for chunk in content)
-
-
-def _optim_state(content: Any) -> bool:
-    """One optimizer's state dict, or (megatron's ChainedOptimizer: dense and expert parameters) a list."""
-    return isinstance(content, dict) or (isinstance(content, list) and all(isinstance(c, dict) for c in content))
 
 
 def _rng_state(content: Any) -> bool:

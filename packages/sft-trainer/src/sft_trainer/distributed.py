@@ -22,9 +22,6 @@ class Topology:
     device: torch.device
     ep_size: int = 1
     """Expert-parallel ranks (taken from the data-parallel ones)."""
-    ep_rank: int = 0
-    expert_dp_rank: int = 0
-    """This rank's place among the ranks that hold the same experts."""
 
     @property
     def is_last_stage(self) -> bool:
@@ -34,17 +31,6 @@ class Topology:
     def is_main(self) -> bool:
         """Global rank 0: logs, writes metrics and run-level files."""
         return self.rank == 0
-
-    @property
-    def writes_model_state(self) -> bool:
-        """One rank per (tp, pp) position writes model and optimizer state (they are equal over DP);
-        under expert parallelism one per (tp, pp, ep) position, since each holds other experts."""
-        return self.dp_rank == 0 if self.ep_size == 1 else self.expert_dp_rank == 0
-
-    @property
-    def ep_file_rank(self) -> int | None:
-        """The expert-parallel part of this rank's checkpoint file names (None without EP)."""
-        return None if self.ep_size == 1 else self.ep_rank
 
 
 def setup(tensor_parallel: int, pipeline_parallel: int, seed: int, expert_parallel: int = 1) -> Topology:
@@ -66,7 +52,6 @@ def setup(tensor_parallel: int, pipeline_parallel: int, seed: int, expert_parall
         pp_rank=ps.get_pipeline_model_parallel_rank(), pp_size=ps.get_pipeline_model_parallel_world_size(),
         dp_rank=ps.get_data_parallel_rank(), dp_size=ps.get_data_parallel_world_size(),
         dp_group=ps.get_data_parallel_group(), device=device, ep_size=ps.get_expert_model_parallel_world_size(),
-        ep_rank=ps.get_expert_model_parallel_rank(), expert_dp_rank=ps.get_expert_data_parallel_rank(),
     )
 
 

@@ -196,15 +196,18 @@ class Loop:
                 else:
                     self.state.val_loss = None
                 self._stop_if_unwritten()
-                scheduled = self.state.step % self.budget.save_interval == 0 or last or early_stop or bool(stop.requested)
+                # a launcher signals every rank, but they need not notice at the same step: all stop together
+                anywhere = any_rank(bool(stop.requested))  # a collective: every rank calls it
+                signalled = stop.requested or ("SIGTERM" if anywhere else None)
+                scheduled = self.state.step % self.budget.save_interval == 0 or last or early_stop or bool(signalled)
                 out_of_time = not last and self._out_of_time(began, saving_now=scheduled)
                 if scheduled or out_of_time:
                     self.save()
                 if early_stop:
                     self.state.extra["stopped"] = "early_stopping"
                     return
-                if stop.requested:
-                    self.state.extra["stopped"] = stop.requested
+                if signalled:
+                    self.state.extra["stopped"] = signalled
                     return
                 if out_of_time:
                     self.state.extra["stopped"] = "max_time"

@@ -68,8 +68,7 @@ class BaseModel:
 
 
 def load_base_model(path: str, registries: DataRegistries, *, dtype: torch.dtype,
-                    overrides: dict[str, Any], peft: PeftBinding | None = None,
-                    sequence_parallel: bool = False) -> BaseModel:
+                    overrides: dict[str, Any], peft: PeftBinding | None = None) -> BaseModel:
     """The base .nemo built for this rank, ``overrides`` (dropouts, RoPE scaling) replacing its config
     values; a PEFT method's modules come in through the layer specs, and its adapter weights, absent
     from the base checkpoint, keep their initial values."""
@@ -78,7 +77,7 @@ def load_base_model(path: str, registries: DataRegistries, *, dtype: torch.dtype
 
     loaded = load_nemo(path, overrides=overrides, dtype=dtype,
                        layer_spec_transform=peft.layer_spec_transform() if peft else None,
-                       absent_ok=peft.is_adapter_key if peft else None, sequence_parallel=sequence_parallel)
+                       absent_ok=peft.is_adapter_key if peft else None)
     if loaded.tokenizer is None:
         raise SftError(f"{path}: the .nemo carries no tokenizer; convert it with `sft convert` or `sft init`")
     tokenizer = load_tokenizer(loaded.tokenizer.path, registries.tokenizers)

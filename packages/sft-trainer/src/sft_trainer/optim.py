@@ -1,10 +1,23 @@
-"""Model wrapping and the optimizer: megatron-core DDP and AdamW with clipping and weight decay."""
+"""Model wrapping and the optimizer: megatron-core DDP and AdamW with clipping and weight decay.
+
+``model.optim.name`` picks how Adam's state is kept. ``distributed_fused_adam`` (the reference's
+default and ours) and ``mcore_distributed_optim`` use megatron-core's distributed optimizer: each
+data-parallel rank keeps the state (and, with bf16, the fp32 master weights) of 1/DP of the
+parameters; gradients are reduce-scattered and updated parameters all-gathered. ``adam``,
+``adamw`` and ``fused_adam`` keep the whole state on every rank. The update is AdamW either way.
+"""
 
 from __future__ import annotations
 
 import torch
 
 from sft_trainer.config.schema import TrainConfig
+
+DISTRIBUTED_OPTIMIZERS = ("distributed_fused_adam", "mcore_distributed_optim")
+
+
+def uses_distributed_optimizer(cfg: TrainConfig) -> bool:
+    return cfg.model.optim.name in DISTRIBUTED_OPTIMIZERS
 
 
 def wrap_ddp(model_chunks, use_distributed_optimizer: bool):
@@ -53,3 +66,26 @@ def training_dtype(cfg: TrainConfig) -> torch.dtype:
     if torch.cuda.is_available() and str(cfg.trainer.precision).startswith("bf16"):
         return torch.bfloat16
     return torch.float32
+
+
+def inner_optimizers(optimizer) -> list:
+    """The torch optimizers inside megatron's (chained) optimizer."""
+    parts = getattr(optimizer, "chained_optimizers", None) or [optimizer]
+    return [part.optimizer for part in parts if getattr(part, "optimizer", None) is not None]
+
+
+def optimizer_state_bytes(optimizer) -> int:
+    """Bytes of this rank's optimizer state tensors (Adam's moments, its step, and fp32 master
+    weights where the optimizer keeps its own copy): what the distributed optimizer divides by DP."""
+    seen, total = set(), 0
+    for inner in inner_optimizers(optimizer):
+        for state in inner.state.values():
+            for value in state.values():
+                if isinstance(value, torch.Tensor) and value.data_ptr() not in seen:
+                    seen.add(value.data_ptr())
+                    total += value.numel() * value.element_size()
+    for part in getattr(optimizer, "chained_optimizers", None) or [optimizer]:
+        for group in getattr(part, "shard_fp32_from_float16_groups", None) or getattr(
+                part, "fp32_from_float16_groups", None) or []:
+            total += sum(p.numel() * p.element_size() for p in group if p is not None)
+    return total

@@ -17,22 +17,16 @@ from sft_trainer.config.loading import dump_config
 from sft_trainer.config.reference_keys import unused_table
 from sft_trainer.config.schema import TrainConfig
 from sft_trainer.config.structured import to_dict
-from sft_trainer.data import (
-    BatchPlan,
-    BatchSource,
-    data_config,
-    dropped_line,
-    resolve_dataset,
-    resolve_sources,
-)
 from sft_trainer.deadline import Deadline
-from sft_trainer.distributed import Topology, barrier, first_failure, setup, trainable_parameter_count
+from sft_trainer.distributed import Topology, first_failure, setup, trainable_parameter_count
 from sft_trainer.loggers.base import LoggerPlugin, RunInfo
 from sft_trainer.loop import Loop
 from sft_trainer.model_io import PeftBinding, export_nemo, load_base_model
-from sft_trainer.optim import build_optimizer, training_dtype, wrap_ddp
+from sft_trainer.optim import build_optimizer, training_dtype, uses_distributed_optimizer, wrap_ddp
 from sft_trainer.resume import starting_state
+from sft_trainer.run_data import prepare_data
 from sft_trainer.schedule import CosineAnnealing
+from sft_trainer.train_state import Contents
 from sft_trainer.write_errors import WriteFailed, as_write_failure
 
 FINAL_NEMO = "megatron_gpt_sft.nemo"
@@ -54,21 +48,6 @@ def run_directory(cfg: TrainConfig) -> Path:
     return Path(em.exp_dir or "results") / em.name
 
 
-def _val_source(dataset, cfg: TrainConfig, topo: Topology, pad_id: int, fixed: int | None) -> BatchSource | None:
-    if dataset is None:
-        return None
-    ds = cfg.model.data.validation_ds  # the reference's validation batch sizes, else the run's
-    micro = ds.micro_batch_size or cfg.model.micro_batch_size
-    unit = micro * topo.dp_size
-    gbs = min(ds.global_batch_size or cfg.model.global_batch_size, dataset.num_bins // unit * unit)
-    if gbs < unit:
-        raise SftError(f"the validation data has {dataset.num_bins} rows, fewer than micro_batch_size × "
-                       f"data-parallel size ({unit})")
-    plan = BatchPlan(gbs // unit * unit, micro, topo.dp_size)
-    return BatchSource(dataset, plan, seed=cfg.model.seed, dp_rank=topo.dp_rank, shuffle=False, pad_id=pad_id,
-                       fixed_length=fixed)
-
-
 def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResult:
     """Fine-tune ``cfg.model.restore_from_path`` on ``cfg.model.data``; resumable, see DESIGN.md."""
     max_time = cfg.trainer.max_time_seconds
@@ -83,6 +62,8 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
         raise SftError("model.data.train_ds.file_path is required")
     m = cfg.model
     topo = setup(m.tensor_model_parallel_size, m.pipeline_model_parallel_size, m.seed, m.expert_model_parallel_size)
+    if not topo.is_main:
+        _errors_only()
     run_dir = run_directory(cfg)
     _stop_on_failure(_write_config(run_dir, cfg) if topo.is_main else None)
     if topo.is_main:
@@ -94,9 +75,9 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
     if m.peft.peft_scheme != "none":
         peft = PeftBinding(collect(pm, "sft_register_peft_methods", "PEFT method").get(m.peft.peft_scheme),
                            to_dict(cfg)["model"]["peft"])
-    sequence_parallel = _sequence_parallel(m.restore_from_path, topo)
-    base = load_base_model(m.restore_from_path, registries, dtype=dtype, overrides=m.model_overrides(), peft=peft,
-                           sequence_parallel=sequence_parallel)
+    sequence_parallel = _sequence_parallel(cfg, topo)
+    base = load_base_model(m.restore_from_path, registries, dtype=dtype, peft=peft,
+                           overrides={**m.model_overrides(), "sequence_parallel": sequence_parallel})
     if peft is not None:
         peft.method.apply(base.chunks, peft.config, base.config)
         trainable = trainable_parameter_count(base.chunks)  # the method's own count is this rank's share
@@ -105,33 +86,13 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
         if m.peft.restore_from_path:
             restore_adapter(base, m.peft.restore_from_path, m.peft.peft_scheme, m.restore_from_path,
                             is_main=topo.is_main)
-    use_distributed_optimizer = False  # see README: per-rank optimizer state keeps resume exact and simple
-    chunks = wrap_ddp(base.chunks, use_distributed_optimizer)
-    optimizer = build_optimizer(chunks, cfg, dtype, use_distributed_optimizer)
+    distributed = uses_distributed_optimizer(cfg)
+    chunks = wrap_ddp(base.chunks, distributed)
+    optimizer = build_optimizer(chunks, cfg, dtype, distributed)
+    contents = Contents(m.optim.name, distributed, m.peft.peft_scheme if peft is not None else None)
 
-    tokenizer = base.tokenizer
-    cache = run_dir / "data_cache"
-    fixed = None
-    train_cfg = data_config(m.data, m.data.train_ds, m.answer_only_loss, m.seed)
-    if topo.pp_size > 1 or topo.ep_size > 1:  # stages, and experts' token exchange, need one row length
-        fixed = m.data.train_ds.max_seq_length
-    train_data, weights = resolve_sources(m.data.train_ds, tokenizer, train_cfg, cache, registries, topo.is_main,
-                                          barrier)
-    val_cfg = data_config(m.data, m.data.validation_ds, m.answer_only_loss, m.seed)
-    val_data = resolve_dataset(m.data.validation_ds.paths(), tokenizer, val_cfg, cache, registries, topo.is_main,
-                               barrier)  # every validation sample once: several files are concatenated
-    if topo.is_main:
-        _report_drops(train_data, val_data, m.data.train_ds.paths())
-    pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else (tokenizer.eos_id or 0)
-    plan = BatchPlan(m.global_batch_size, m.micro_batch_size, topo.dp_size)
-    # the chat template the data was rendered with (every source of a mix is prepared with one config)
-    chat = (train_data[0] if isinstance(train_data, list) else train_data).header.get("chat")
-    train_source = BatchSource(train_data, plan, seed=m.seed, dp_rank=topo.dp_rank, shuffle=m.data.train_ds.shuffle,
-                               pad_id=pad_id, fixed_length=fixed, weights=weights)
-    val_source = _val_source(val_data, cfg, topo, pad_id, fixed)
-    if sequence_parallel:
-        sources = [*(train_data if isinstance(train_data, list) else [train_data]), val_data]
-        _check_split_lengths(topo.tp_size, [d.pack_size or fixed for d in sources if d is not None])
+    data = prepare_data(cfg, topo, base.tokenizer, run_dir, registries, sequence_parallel=sequence_parallel)
+    train_source, val_source = data.train, data.val
     budget = Budget.plan(cfg.trainer.sft, train_source.batches_per_epoch,
                          val_source.batches_per_epoch if val_source else 0)
     sched = m.optim.sched
@@ -141,19 +102,19 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
 
     ckpt_params = cfg.exp_manager.checkpoint_callback_params
     checkpoints = (CheckpointManager(run_dir / "checkpoints", topo, ckpt_params.save_top_k, ckpt_params.mode,
-                                     to_dict(cfg))
+                                     to_dict(cfg), contents)
                    if cfg.exp_manager.create_checkpoint_callback else None)
-    state = starting_state(cfg, run_dir, checkpoints, topo, chunks, optimizer)
+    state = starting_state(cfg, run_dir, checkpoints, topo, chunks, optimizer, contents)
 
     events = EventDispatcher(pm, enabled=topo.is_main)
     from sft_trainer.generation.validation import build_evaluator
 
-    inference = build_evaluator(cfg, pm, base.loaded.handle, val_data, tokenizer, registries, topo)
+    inference = build_evaluator(cfg, pm, base.loaded.handle, data.val_data, base.tokenizer, registries, topo)
     loop = Loop(cfg=cfg, topo=topo, model_chunks=chunks, optimizer=optimizer, train=train_source, val=val_source,
                 budget=budget, schedule=schedule, checkpoints=checkpoints, events=events,
                 state=state, use_te=base.use_te, inference=inference, deadline=deadline,
                 export_validated=(lambda: export_nemo(run_dir / "checkpoints" / FINAL_NEMO, base, cfg, topo,
-                                                      chat=chat))
+                                                      chat=data.chat))
                 if m.save_nemo_on_validation_end else None)
     loggers, problem = [], None
     if topo.is_main:
@@ -170,44 +131,39 @@ def train(cfg: TrainConfig, pm: pluggy.PluginManager | None = None) -> TrainResu
               f"a checkpoint could pass the limit; run the same command again to resume")
     if ckpt_params.save_nemo_on_train_end and state.extra.get("stopped") not in UNFINISHED:
         nemo_path = run_dir / "checkpoints" / FINAL_NEMO
-        export_nemo(nemo_path, base, cfg, topo, chat=chat)
+        export_nemo(nemo_path, base, cfg, topo, chat=data.chat)
     if topo.is_main:
         _write_report(run_dir)
     return TrainResult(run_dir, state, nemo_path)
 
 
-def _report_drops(train_data, val_data, train_paths: list[str]) -> None:
-    """One line per dataset whose preparation dropped samples (too short, too long, nothing trained)."""
-    sources = train_data if isinstance(train_data, list) else [train_data]
-    names = [f"model.data.train_ds ({p})" for p in train_paths] if len(sources) > 1 else ["model.data.train_ds"]
-    for name, data in [*zip(names, sources, strict=True), ("model.data.validation_ds", val_data)]:
-        line = dropped_line(name, data) if data is not None else None
-        if line:
-            print(line)
+def _errors_only() -> None:
+    """Ranks other than 0 log errors only: rank 0 says everything once (the other ranks' copies of
+    each warning, one per GPU of every node, would bury it); an error still shows on its rank."""
+    import logging
+    import warnings
+
+    logging.getLogger().setLevel(logging.ERROR)
+    for name in ("megatron", "torch", "sft_trainer", "sft_model", "sft_data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.simplefilter("ignore")
 
 
-def _sequence_parallel(path: str, topo: Topology) -> bool:
-    """MoE models train sequence-parallel under TP (megatron-core refuses MoE with TP otherwise);
-    expert parallelism needs experts."""
+def _sequence_parallel(cfg: TrainConfig, topo: Topology) -> bool:
+    """Sequence parallelism under TP: the user's ``model.sequence_parallel``, and always for MoE models
+    (megatron-core trains MoE layers under TP only sequence-parallel). Expert parallelism needs experts."""
     from sft_model import read_config
 
-    config = read_config(path)
+    path, config = cfg.model.restore_from_path, read_config(cfg.model.restore_from_path)
     if topo.ep_size > 1 and not config.is_moe:
         raise SftError(f"model.expert_model_parallel_size={topo.ep_size} needs a mixture-of-experts model; {path} has "
                        "no experts")
-    return config.is_moe and topo.tp_size > 1
-
-
-def _check_split_lengths(tp: int, fixed: list[int | None]) -> None:
-    """Sequence parallelism splits every row's positions over the TP ranks: lengths must divide.
-    ``fixed`` holds each dataset's row length, None where rows are padded per micro-batch."""
-    for length in fixed:
-        if length and length % tp:
-            raise SftError(f"sequence length {length} (pack size, or max_seq_length under pipeline parallelism) is "
-                           f"not a multiple of tensor_model_parallel_size {tp}, which sequence parallelism needs")
-    if 16 % tp and not all(fixed):  # unpacked rows are padded to a multiple of 16
-        raise SftError(f"tensor_model_parallel_size {tp} does not divide 16, the multiple unpacked rows are padded "
-                       "to; sequence parallelism needs it to")
+    if topo.tp_size == 1:
+        return False
+    if config.is_moe and not cfg.model.sequence_parallel and topo.is_main:
+        print(f"sequence parallelism on: {path} is a mixture-of-experts model, which megatron-core trains under "
+              "tensor parallelism only sequence-parallel")
+    return cfg.model.sequence_parallel or config.is_moe
 
 
 def _stop_on_failure(problem: str | None) -> None:

@@ -1,7 +1,7 @@
 """Where training is (``TrainState``) and how a checkpoint directory and its files are named.
 
-Shared by the checkpoint writer (``checkpoint``) and its verifier (``checkpoint_verify``), so that
-the verifier can be kept as is when the storage format changes.
+Shared by the checkpoint writer (``checkpoint``), its verifier (``checkpoint_verify``) and
+``checkpoint_inspect``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,22 @@ class TrainState:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Contents:
+    """What this run's checkpoints hold beyond the weights' shapes, checked again on resume."""
+
+    optimizer: str
+    """``model.optim.name``."""
+    distributed_optimizer: bool
+    """Adam's state sharded over data-parallel ranks (megatron's distributed optimizer)."""
+    peft: str | None = None
+    """The PEFT method: the checkpoint then holds its adapters, not the frozen base."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"optimizer": {"name": self.optimizer, "sharded_over_data_parallel": self.distributed_optimizer},
+                "model": {"peft": self.peft, "base_weights_saved": self.peft is None}}
+
+
 def checkpoint_name(state: TrainState) -> str:
     name = f"megatron_gpt_sft--step={state.step:06d}-consumed_samples={state.consumed_samples}-epoch={state.epoch}"
     if state.val_loss is not None:
@@ -42,23 +58,14 @@ def checkpoint_step(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _position(tp_rank: int, pp_rank: int, ep_rank: int | None) -> str:
-    return f"tp{tp_rank:02d}_pp{pp_rank:03d}" + (f"_ep{ep_rank:02d}" if ep_rank is not None else "")
-
-
-def model_file(tp_rank: int, pp_rank: int, ep_rank: int | None = None) -> str:
-    """Model state of one (tensor, pipeline) position, written by its data-parallel rank 0; under
-    expert parallelism one per expert-parallel rank too (each holds other experts)."""
-    return f"model_{_position(tp_rank, pp_rank, ep_rank)}.pt"
-
-
-def optim_file(tp_rank: int, pp_rank: int, ep_rank: int | None = None) -> str:
-    return f"optim_{_position(tp_rank, pp_rank, ep_rank)}.pt"
-
-
-def ep_ranks(ep_size: int) -> list[int | None]:
-    """The expert-parallel file suffixes of a layout: none without expert parallelism."""
-    return [None] if ep_size == 1 else list(range(ep_size))
+DIST_DIR = "dist"
+"""The megatron-core dist checkpoint (torch_dist) of model and optimizer state, written by every rank."""
+FORMAT = 2
+"""Checkpoint layout version, in ``state.json`` as ``format``. 1 (no ``format`` key): per-rank
+``torch.save`` files (``model_tp*_pp*.pt``, ``optim_tp*_pp*.pt``) that resumed only at the same
+TP, PP and world size; 2: ``dist/`` (resharded on load) and per-rank RNG files."""
+LEGACY_FILE = "model_tp00_pp000.pt"
+"""A file every format-1 checkpoint has."""
 
 
 def rng_file(rank: int) -> str:

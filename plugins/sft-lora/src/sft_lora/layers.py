@@ -66,8 +66,9 @@ class Adapter(torch.nn.Module):
         if config.sequence_parallel:  # a row-parallel base's output is split over positions, B's would not be
             from sft_core import SftError
 
-            raise SftError("LoRA under sequence parallelism (MoE models with tensor_model_parallel_size > 1 train "
-                           "with it) is not supported; use model.expert_model_parallel_size instead")
+            raise SftError("LoRA under sequence parallelism (model.sequence_parallel=true, and MoE models with "
+                           "tensor_model_parallel_size > 1, which train with it) is not supported; set "
+                           "model.sequence_parallel=false, or for MoE use model.expert_model_parallel_size instead")
         s = spec.settings
         self.spec, self.scale, self.row_parallel_base = spec, s.scale, row_parallel_base
         self.dropout = torch.nn.Dropout(s.adapter_dropout) if s.adapter_dropout else torch.nn.Identity()

@@ -1,4 +1,5 @@
-"""``sft inspect``: what a ``.nemo`` holds — architecture, parameters, tokenizer, prompt template."""
+"""``sft inspect``: what a ``.nemo`` holds — architecture, parameters, tokenizer, prompt template — or
+what a training checkpoint directory holds — step, layout, model and optimizer state."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ import click
 @click.argument("model", type=click.Path(exists=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def inspect_command(model: Path, as_json: bool) -> None:
-    """Describe MODEL (.nemo file or extracted directory) without loading its weights."""
+    """Describe MODEL (.nemo file or extracted directory, or a training checkpoint directory
+    ``…/checkpoints/megatron_gpt_sft--step=…``) without loading its weights."""
+    from sft_trainer.checkpoint_inspect import describe_checkpoint, describe_lines, is_checkpoint_dir
+
+    if is_checkpoint_dir(model):
+        info = describe_checkpoint(model)
+        click.echo(json.dumps(info, indent=2) if as_json else "\n".join(describe_lines(info)))
+        return
     from sft_model.nemo.inspect import describe
 
     info = describe(model)

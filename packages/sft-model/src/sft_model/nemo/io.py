@@ -147,8 +147,7 @@ def weight_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
 
 
 def load_nemo(path: str | Path, *, with_weights: bool = True, overrides: dict[str, Any] | None = None,
-              dtype=None, layer_spec_transform=None, absent_ok=None, limits: unpack.Limits = unpack.LIMITS,
-              sequence_parallel: bool = False) -> LoadedModel:
+              dtype=None, layer_spec_transform=None, absent_ok=None, limits: unpack.Limits = unpack.LIMITS) -> LoadedModel:
     """Build the model for the current parallel state (one process if none) and load the weights.
 
     ``path`` is a ``.nemo`` file (plain or gzip tar) or an extracted directory. ``overrides``
@@ -156,7 +155,7 @@ def load_nemo(path: str | Path, *, with_weights: bool = True, overrides: dict[st
     parameters in another dtype than the checkpoint's precision (fp32 training on a CPU).
     ``layer_spec_transform`` goes to ``build_model`` (adapters in the layer specs); weights the
     checkpoint lacks for which ``absent_ok(key)`` holds keep their built values. ``limits`` caps what
-    reading a ``.nemo`` file may extract. ``sequence_parallel`` goes to ``build_model`` (training).
+    reading a ``.nemo`` file may extract.
     """
     from sft_model.builder import build_model
     from sft_model.parallel import ensure_parallel_state
@@ -177,8 +176,7 @@ def load_nemo(path: str | Path, *, with_weights: bool = True, overrides: dict[st
             config = config.replace(vocab_size=rows[0])
         if overrides:
             config = config.replace(**overrides)
-        handle = build_model(config, dtype=dtype, init=not with_weights, layer_spec_transform=layer_spec_transform,
-                             sequence_parallel=sequence_parallel)
+        handle = build_model(config, dtype=dtype, init=not with_weights, layer_spec_transform=layer_spec_transform)
         if with_weights:
             checkpoint.load(handle.module, weights, path, absent_ok=absent_ok)
     except BaseException:

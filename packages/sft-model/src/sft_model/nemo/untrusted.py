@@ -129,24 +129,27 @@ def storage_plan(meta, origin: str | Path) -> dict[str, int]:
     return files
 
 
-def verify_weights(directory: str | Path, origin: str | Path):
-    """Refuse a checkpoint directory whose pickled bytes are not plain data; returns its metadata."""
+def verify_weights(directory: str | Path, origin: str | Path, *, label: str = "model_weights"):
+    """Refuse a checkpoint directory whose pickled bytes are not plain data; returns its metadata.
+
+    ``label`` is how messages name the directory (a ``.nemo``'s ``model_weights``, a training
+    checkpoint's ``dist``)."""
     directory = Path(directory)
     if not (directory / "metadata.json").is_file():
         legacy = [p.name for p in directory.parent.glob("model_weights.ckpt")] + [
             p.name for p in directory.parent.glob("mp_rank_*")]
-        what = f"legacy weights ({legacy[0]})" if legacy else "no model_weights/metadata.json"
+        what = f"legacy weights ({legacy[0]})" if legacy else f"no {label}/metadata.json"
         raise NemoArchiveError(f"{origin}: {what}; only megatron-core dist checkpoints (torch_dist) are read")
     for extra in directory.glob("__*.metadata"):  # per-rank metadata files are read by torch too
-        read_metadata(extra.read_bytes(), origin, extra.name)
+        read_metadata(extra.read_bytes(), origin, f"{label}/{extra.name}")
     if not (directory / ".metadata").is_file():
-        raise NemoArchiveError(f"{origin}: no model_weights/.metadata (not a torch_dist checkpoint)")
-    meta = read_metadata((directory / ".metadata").read_bytes(), origin)
+        raise NemoArchiveError(f"{origin}: no {label}/.metadata (not a torch_dist checkpoint)")
+    meta = read_metadata((directory / ".metadata").read_bytes(), origin, f"{label}/.metadata")
     files = storage_plan(meta, origin)
     for name, needed in files.items():
         path = directory / name
         if path.is_symlink() or not path.is_file() or path.stat().st_size < needed:
-            raise NemoArchiveError(f"{origin}: checkpoint file model_weights/{name} is missing, a link, "
+            raise NemoArchiveError(f"{origin}: checkpoint file {label}/{name} is missing, a link, "
                                    f"or shorter than the {needed} bytes its metadata declares")
     for index, info in meta.storage_data.items():
         if not hasattr(meta.state_dict_metadata.get(index.fqn), "chunks"):  # a byte entry: pickled
@@ -155,5 +158,5 @@ def verify_weights(directory: str | Path, origin: str | Path):
                 load_bytes(handle.read(info.length), origin, index.fqn)
     common = directory / "common.pt"
     if common.is_file():
-        load_bytes(common.read_bytes(), origin, "model_weights/common.pt")
+        load_bytes(common.read_bytes(), origin, f"{label}/common.pt")
     return meta

@@ -102,7 +102,7 @@ def build_config(data: dict[str, Any] | DictConfig, overrides: Sequence[str] = (
     cfg = from_dict(TrainConfig, tree)
     cfg.sections = plugin_sections
     cfg.unused = unused
-    cfg.warnings = warnings
+    cfg.warnings = warnings + cfg.model.notes()
     return cfg
 
 

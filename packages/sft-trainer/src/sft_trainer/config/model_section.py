@@ -34,7 +34,9 @@ class SchedConfig:
 @dataclass
 class OptimConfig:
     name: str = "distributed_fused_adam"
-    """AdamW in every case; ``distributed_fused_adam`` shards optimizer state over data-parallel ranks."""
+    """AdamW in every case. ``distributed_fused_adam`` and ``mcore_distributed_optim``: megatron-core's
+    distributed optimizer, Adam's state sharded over the data-parallel ranks (1/DP each);
+    ``adam``, ``adamw``, ``fused_adam``: the whole state on every rank (see ``sft_trainer.optim``)."""
     lr: float = 3e-5
     """Peak learning rate."""
     weight_decay: float = 0.01
@@ -118,6 +120,21 @@ class ModelSection:
     seq_len_interpolation_factor: float | None = None
     """Linear RoPE position interpolation (positions divided by this factor) for sequences longer than
     the base model was trained on; None keeps the base model's value."""
+    sequence_parallel: bool = False
+    """With tensor parallelism, split the sequence dimension of norms, dropouts and residuals over
+    the tensor-parallel ranks (megatron-core's sequence parallelism: the same results, less
+    activation memory). At tensor_model_parallel_size=1 there is nothing to split it over: a
+    no-op, said once when the run starts (the reference's YAMLs set it for any TP)."""
+    activations_checkpoint_granularity: str | None = None
+    """Activation recomputation: ``selective`` recomputes each layer's core attention in the
+    backward pass, ``full`` whole layers (see ``activations_checkpoint_method``); null keeps every
+    activation. Gradients are the same either way; memory falls, step time grows."""
+    activations_checkpoint_method: str | None = None
+    """With ``full``: ``uniform`` recomputes every group of ``activations_checkpoint_num_layers``
+    layers from the group's input, ``block`` recomputes the first ``activations_checkpoint_num_layers``
+    layers of each pipeline stage and keeps the rest."""
+    activations_checkpoint_num_layers: int | None = None
+    """With ``full``: layers per recomputed group (``uniform``) or per stage (``block``)."""
     optim: OptimConfig = field(default_factory=OptimConfig)
     """Optimizer and schedule."""
     data: DataSection = field(default_factory=DataSection)
@@ -142,6 +159,7 @@ class ModelSection:
             checks.number(self, "seq_len_interpolation_factor", 1.0)
         if self.moe_aux_loss_coeff is not None:
             checks.number(self, "moe_aux_loss_coeff", 0.0)
+        self._recomputation()
         # the data settings sft-data checks itself (label placeholder, chat tokens, add_sep...), now
         # rather than after the model has loaded
         for name in ("train_ds", "validation_ds"):
@@ -150,10 +168,44 @@ class ModelSection:
             except SftError as exc:
                 raise ConfigError(f"model.data.{name}: {exc}") from None
 
+    def _recomputation(self) -> None:
+        checks.choice(self, "activations_checkpoint_granularity", (None, "selective", "full"))
+        checks.choice(self, "activations_checkpoint_method", (None, "uniform", "block"))
+        if self.activations_checkpoint_num_layers is not None:
+            checks.integer(self, "activations_checkpoint_num_layers", 1)
+        if self.activations_checkpoint_granularity == "full":
+            if self.activations_checkpoint_method is None:
+                raise ConfigValueError("activations_checkpoint_method", None,
+                                       "'uniform' or 'block' with activations_checkpoint_granularity 'full'")
+            if self.activations_checkpoint_num_layers is None:
+                raise ConfigValueError("activations_checkpoint_num_layers", None,
+                                       "an integer >= 1 with activations_checkpoint_granularity 'full'")
+
+    def notes(self) -> list[str]:
+        """Settings that are valid but change nothing in this run, each said once."""
+        out = []
+        if self.sequence_parallel and self.tensor_model_parallel_size == 1:
+            out.append("model.sequence_parallel=true has no effect at tensor_model_parallel_size=1 (there are no "
+                       "tensor-parallel ranks to split the sequence over)")
+        if self.activations_checkpoint_granularity != "full":
+            for key in ("activations_checkpoint_method", "activations_checkpoint_num_layers"):
+                if getattr(self, key) is not None:
+                    out.append(f"model.{key}={getattr(self, key)!r} has no effect with "
+                               f"activations_checkpoint_granularity={self.activations_checkpoint_granularity!r} "
+                               "(it applies to 'full')")
+        return out
+
     def model_overrides(self) -> dict[str, Any]:
         """The base model's config values this training config replaces (as the reference's train
         script copies them onto the restored model)."""
-        overrides: dict[str, Any] = {"hidden_dropout": self.hidden_dropout, "attention_dropout": self.attention_dropout}
+        full = self.activations_checkpoint_granularity == "full"
+        overrides: dict[str, Any] = {
+            "hidden_dropout": self.hidden_dropout, "attention_dropout": self.attention_dropout,
+            "sequence_parallel": self.sequence_parallel and self.tensor_model_parallel_size > 1,
+            "activations_checkpoint_granularity": self.activations_checkpoint_granularity,
+            "activations_checkpoint_method": self.activations_checkpoint_method if full else None,
+            "activations_checkpoint_num_layers": self.activations_checkpoint_num_layers if full else None,
+        }
         if self.seq_len_interpolation_factor is not None:
             overrides["seq_len_interpolation_factor"] = self.seq_len_interpolation_factor
         if self.moe_aux_loss_coeff is not None:

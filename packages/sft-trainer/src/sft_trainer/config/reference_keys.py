@@ -69,12 +69,8 @@ NO_EFFECT: dict[str, str] = {
 }
 
 NOT_YET: dict[str, str] = {
-    "model.sequence_parallel": "sequence parallelism is not implemented yet (mixture-of-experts models use it "
-                               "under tensor parallelism, as megatron-core requires)",
-    "model.activations_checkpoint_granularity": "activation recomputation is not implemented yet",
-    "model.activations_checkpoint_method": "activation recomputation is not implemented yet",
-    "model.activations_checkpoint_num_layers": "activation recomputation is not implemented yet",
-    "model.activations_checkpoint_layers_per_pipeline": "activation recomputation is not implemented yet",
+    "model.activations_checkpoint_layers_per_pipeline": "megatron-core has no per-stage recomputation count "
+                                                        "(activations_checkpoint_num_layers applies to each stage)",
 }
 """Keys of features this version lacks; set to anything but null/false they are listed as not honoured."""
 
