@@ -72,7 +72,7 @@ def test_experts_are_saved_in_global_shape_with_the_layout(launched):
         meta.state_dict_metadata)
     info = describe_checkpoint(path)
     assert info["topology"]["expert_model_parallel_size"] == 2
-    assert "TP=1 PP=1 DP=2 EP=2 (2 processes); resumes at any layout of this EP" in "\n".join(describe_lines(info))
+    assert "TP=1 PP=1 DP=2 EP=2 (2 processes); resumes at any TP, PP and DP with this EP" in "\n".join(describe_lines(info))
 
 
 def test_a_change_of_expert_parallel_size_is_refused_in_one_line(launched):

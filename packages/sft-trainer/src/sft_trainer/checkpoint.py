@@ -14,7 +14,7 @@ and stays until they remove it (one re-saved under the same name is moved aside 
 
 Per directory (format 2, ``train_state.FORMAT``): ``dist/``, a megatron-core dist checkpoint of the
 trainable model weights and the optimizer state (``sharded_state``), which loads at any TP, PP and
-DP size; ``rng_rank{r}.pt``, every rank's RNG states (restored when the layout is the same, so
+DP size (with the expert-parallel size it was saved at); ``rng_rank{r}.pt``, every rank's RNG states (restored when the layout is the same, so
 that resuming there is bit-identical; after a layout change the seeded streams go on);
 ``state.json`` (step, consumed samples, epoch, validation loss, scheduler and sampler state, the
 layout, the optimizer, the training config).

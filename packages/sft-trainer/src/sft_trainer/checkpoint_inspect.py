@@ -95,7 +95,7 @@ def describe_lines(info: dict[str, Any]) -> list[str]:
              f"  layout        TP={topo['tensor_model_parallel_size']} PP={topo['pipeline_model_parallel_size']} "
              f"DP={topo['data_parallel_size']}{_ep(topo)} ({topo['world_size']} processes); "
              + ("resumes only at this layout" if info["format"] == 1 else "resumes at any layout"
-                + (" of this EP" if topo["expert_model_parallel_size"] != 1 else ""))]
+                if topo["expert_model_parallel_size"] == 1 else "resumes at any TP, PP and DP with this EP")]
     if "tensors" in model:
         what = "trainable (PEFT adapters: " + str(model.get("peft")) + ")" if model.get("peft") else "all"
         lines.append(f"  model         {model['tensors']} tensors, {model['parameters']:,} parameters ({what})")
