@@ -81,7 +81,7 @@ BAD_RECORDS = [
      '{"messages": [{"role": "wizard", "content": "a"}]}\n', 2, "unknown role 'wizard'"),
     ("no assistant", '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n'
      '{"messages": [{"role": "user", "content": "a"}]}\n', 2, "no assistant turn"),
-    ("JSON array", '[{"input": "a", "output": "b"}]\n', 1, "JSON array, not JSON Lines"),
+    ("JSON array element", '[{"input": "a", "output": "b"},\n {"input": "a"}]\n', 2, "missing field 'output'"),
     ("empty file", "", 1, "the file is empty"),
 ]
 

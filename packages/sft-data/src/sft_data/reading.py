@@ -32,10 +32,13 @@ class FileSamples:
 class SampleReader:
     """Builds samples from data files (JSON Lines, or a format's own reader) with one tokenizer and config."""
 
-    def __init__(self, config: DataConfig, tokenizer: Tokenizer, registries: DataRegistries | None = None):
+    def __init__(self, config: DataConfig, tokenizer: Tokenizer, registries: DataRegistries | None = None,
+                 detail: bool = False):
+        """``detail``: samples say which tokens are reasoning, tool calls, tool results (previews)."""
         self.config = config
         self.tokenizer = tokenizer
         self.registries = registries or DataRegistries.from_plugin_manager()
+        self.detail = detail
         self._builders: dict[str, SampleBuilder] = {}
 
     def builder_for(self, record: Record) -> SampleBuilder:
@@ -44,7 +47,7 @@ class SampleReader:
         else:
             fmt = self.registries.formats.get(self.config.format)
         if fmt.name not in self._builders:
-            self._builders[fmt.name] = SampleBuilder(self.config, self.tokenizer, fmt, self.registries)
+            self._builders[fmt.name] = SampleBuilder(self.config, self.tokenizer, fmt, self.registries, self.detail)
         return self._builders[fmt.name]
 
     def chat_settings(self) -> dict | None:
