@@ -60,7 +60,9 @@ def decode_chunk(chunk: Chunk) -> Iterator[Record | RecordProblem]:
         yield from chunk.items
     elif chunk.kind == JSON_TEXTS:
         for row, raw, where in chunk.items:
-            yield decode_json(chunk.path, row, raw, where)
+            item = decode_json(chunk.path, row, raw, where)
+            if item is not None:
+                yield item
     elif chunk.kind == ARROW:
         from sft_data.inputs.arrow import decode_batch
 
@@ -70,19 +72,25 @@ def decode_chunk(chunk: Chunk) -> Iterator[Record | RecordProblem]:
         raise ValueError(f"unknown chunk kind {chunk.kind!r}")
 
 
-def decode_json(path: str, row: int, raw: bytes, where: tuple[int, int] | None) -> Record | RecordProblem:
+def decode_json(path: str, row: int, raw: bytes, where: tuple[int, int] | None) -> Record | RecordProblem | None:
+    """One JSON text as a record, or the problem with it (None: blank after all, e.g. a line of
+    Unicode spaces). Columns of invalid UTF-8 count bytes, those of invalid JSON characters."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return RecordProblem(path, row, f"invalid UTF-8 (byte {raw[exc.start]:#04x} {_at(raw, exc.start, where)})")
+    text = text.strip()
+    if not text:
+        return None
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
+        what = exc.msg.removesuffix(" at")  # "Unterminated string starting at"
         if where is None:
-            return RecordProblem(path, row, f"invalid JSON ({exc.msg} at column {exc.colno})")
+            return RecordProblem(path, row, f"invalid JSON ({what} at column {exc.colno})")
         line = where[0] + exc.lineno - 1
         column = exc.colno + (where[1] - 1 if exc.lineno == 1 else 0)
-        return RecordProblem(path, row, f"invalid JSON ({exc.msg} at line {line} column {column})")
+        return RecordProblem(path, row, f"invalid JSON ({what} at line {line} column {column})")
     if not isinstance(value, dict):
         return RecordProblem(path, row, f"expected a JSON object, got {json_type(value)}")
     return Record(path, row, value)
