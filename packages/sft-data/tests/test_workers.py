@@ -21,7 +21,7 @@ from sft_data.types import PromptResponse
 from sft_data.workers import IN_FLIGHT_PER_WORKER, build_chunks
 
 BAD_LINES = sum(1 for i in range(1200) if i % 97 == 5)
-WORDS = "the quick brown fox jumps over the lazy dog while two plus two is four and five".split()
+WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "while", "two", "plus", "two", "is", "four", "and", "five"]
 
 
 def sentence(rng, low, high):
