@@ -35,15 +35,16 @@ KIND_NAMES = {TOOL_CALL: "tool calls", TOOL_RESULT: "tool results", REASONING: "
 
 
 def kind_summary(item: PreviewItem) -> list[str]:
-    """``"tool calls: 12 tokens, trained"`` per kind in the sample."""
+    """``"tool calls 12 (trained)"`` per kind in the sample: its tokens, and whether they are trained."""
     out = []
     for kind in KINDS:
         if kind not in item.kinds:
             continue
         tokens, trained = item.kinds[kind]
         how = "trained" if trained == tokens else "not trained" if not trained else f"{trained} trained"
-        out.append(f"{KIND_NAMES[kind]}: {tokens} tokens, {how}")
+        out.append(f"{KIND_NAMES[kind]} {tokens} ({how})")
     return out
+
 
 def display_pieces(tokenizer: Tokenizer, ids: Sequence[int], mask: Sequence[bool],
                    kinds: Sequence[str | None] | None = None) -> list[tuple[str, bool, str | None]]:

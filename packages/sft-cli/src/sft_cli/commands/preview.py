@@ -19,12 +19,12 @@ KIND_COLOURS = {None: "green", TOOL_CALL: "cyan", TOOL_RESULT: "magenta", REASON
 
 
 def _header(item: PreviewItem) -> str:
-    notes = [f"{item.num_tokens} tokens", f"{item.num_trained} trained", *kind_summary(item)]
+    notes = [f"{item.num_tokens} tokens", f"{item.num_trained} trained"]
     if item.truncated:
         notes.append("truncated")
     if item.dropped:
         notes.append(f"DROPPED: {item.dropped}")
-    return f"── {item.source} ({item.format}) · {', '.join(notes)}"
+    return " · ".join([f"── {item.source} ({item.format})", ", ".join(notes), *kind_summary(item)])
 
 
 def _legend(plain: bool) -> str:

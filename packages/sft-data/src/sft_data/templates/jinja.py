@@ -101,8 +101,11 @@ class JinjaChatTemplate:
                 other = self.render_text(without, tokenizer).text
             except SftError:
                 continue
-            start = _common_prefix(text, other)
-            tail = _common_prefix(text[start:][::-1], other[start:][::-1])
+            # The common end first: calls written before the end-of-turn token then start where they
+            # are written, even when their first character equals the token's.
+            tail = _common_prefix(text[::-1], other[::-1])
+            limit = min(len(text), len(other)) - tail
+            start = _common_prefix(text[:limit], other[:limit])
             if len(text) - tail > start:
                 regions.append((start, len(text) - tail, TOOL_CALL))
         return regions
