@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from sft_data.templates.markers import THINK_CLOSE, THINK_OPEN
+from sft_data.templates.markers import THINK_CLOSE, split_think
 from sft_data.types import Conversation
 
 
@@ -33,8 +33,9 @@ def _parts(conversation: Conversation) -> Iterator[tuple[str, Any]]:
         where = f"messages[{i}]"
         content = turn.content
         if turn.role == "assistant" and THINK_CLOSE in content:
-            reasoning, _, content = content.rpartition(THINK_CLOSE)
-            yield f"{where}.content <think> reasoning", _contains(reasoning.replace(THINK_OPEN, ""))
+            before, reasoning, content = split_think(content)
+            yield f"{where}.content before <think>", _contains(before)
+            yield f"{where}.content <think> reasoning", _contains(reasoning)
         yield f"{where}.content ({turn.role})", _contains(content)
         if turn.reasoning:
             yield f"{where}.reasoning_content", _contains(turn.reasoning)

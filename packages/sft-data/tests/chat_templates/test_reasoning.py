@@ -141,3 +141,29 @@ def test_a_template_that_drops_earlier_reasoning_is_refused(pair, registries):
                 {"role": "assistant", "content": "Five.", "reasoning_content": "Two plus three."}]
     with pytest.raises(RecordError, match=r"drops messages\[1\]\.reasoning_content"):
         build(ours, registries, messages, chat_template=dropping)
+
+
+@pytest.mark.parametrize(
+    ("content", "trained_when_off"),
+    [
+        # DeepSeek-R1 style: no opening tag; the reasoning and its closing tag are context
+        ("Let me think.</think>\n\nFour.", [("Four.", True)]),
+        # text before the think block stays trained; the block is context
+        ("Sure. <think>hmm</think>Four.", [("Sure. ", True), ("<think>hmm</think>", False), ("Four.", True)]),
+    ],
+    ids=["no-opening-tag", "text-before"],
+)
+def test_reasoning_in_content_under_a_template_that_prints_it_verbatim(char_tok, expect, registries, content,
+                                                                       trained_when_off):
+    messages = [{"role": "user", "content": "Q"}, {"role": "assistant", "content": content}]
+    prompt = [("<|im_start|>", False), ("user\nQ", False), ("<|im_end|>", False), ("\n", False),
+              ("<|im_start|>", False), ("assistant\n", False)]
+    end = [("<|im_end|>", True), ("\n", False)]
+    builder = SampleBuilder(DataConfig(chat_template="chatml"), char_tok, MessagesFormat(), registries)
+    on = builder.build({"messages": messages}).sample
+    assert (on.input_ids, on.loss_mask) == expect([*prompt, (content, True), *end])
+    builder = SampleBuilder(DataConfig(chat_template="chatml", train_reasoning=False), char_tok, MessagesFormat(),
+                            registries)
+    off = builder.build({"messages": messages}).sample
+    untrained_reasoning = [] if content.startswith("Sure") else [(content[:content.index("Four.")], False)]
+    assert (off.input_ids, off.loss_mask) == expect([*prompt, *untrained_reasoning, *trained_when_off, *end])

@@ -16,9 +16,10 @@ from typing import Any, Protocol
 from sft_data.errors import RecordProblem
 from sft_data.records import Record, json_type
 
-CHUNK_ROWS = 256
-"""Records per chunk: enough to amortise one tokenizer call and one hop to a worker, small enough
-that a worker's memory stays bounded and a preview stops early."""
+CHUNK_ROWS = 64
+"""Records per chunk: enough to amortise one hop to a worker process, small enough that workers
+finish together (measured: 64 beats 128 and 256 with two workers), their memory stays bounded and a
+preview stops early."""
 CHUNK_BYTES = 4 << 20
 """A chunk is closed early once its raw text reaches this size (long conversations)."""
 

@@ -28,7 +28,7 @@ from sft_data.errors import RecordError, SftError
 from sft_data.templates.jinja_env import compile_template, has_generation_markers, track_generation
 from sft_data.templates.jinja_messages import GENERATION, template_input
 from sft_data.templates.jinja_text import Protector, special_strings, to_segments
-from sft_data.templates.markers import THINK_CLOSE, strip_markers, think_block
+from sft_data.templates.markers import THINK_CLOSE, split_think, strip_markers, think_block
 from sft_data.tokenizers.base import Tokenizer
 from sft_data.types import REASONING, TOOL_CALL, TOOL_RESULT, Conversation, RenderedChat, Segment
 
@@ -180,7 +180,7 @@ class JinjaChatTemplate:
                 )
             added = answered[len(prompt):]
             content = message["content"] if isinstance(message["content"], str) else ""
-            content = content.split(THINK_CLOSE)[-1].strip()  # a template may rewrite the reasoning before it
+            content = split_think(content)[2].strip() if THINK_CLOSE in content else content.strip()  # may be rewritten
             if not added or (content and content not in added):
                 raise self._undeterminable(f"the text added by assistant message {k} does not contain its content")
             spans.append((len(prompt), len(answered)))

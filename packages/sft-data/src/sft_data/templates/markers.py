@@ -33,10 +33,21 @@ def wrap(text: str, pair: Pair) -> str:
 
 
 def wrap_think(content: str, pair: Pair) -> str:
-    """``content`` with the sentinels around the reasoning of each ``<think>…</think>`` block in it."""
+    """``content`` with the sentinels around the reasoning of each ``<think>…</think>`` block in it,
+    and around the text before a ``</think>`` that no ``<think>`` opens (as DeepSeek-R1 writes it)."""
     if THINK_CLOSE not in content:
         return content
+    head, _, tail = content.partition(THINK_CLOSE)
+    if THINK_OPEN not in head:
+        return wrap(head, pair) + THINK_CLOSE + _THINK.sub(lambda m: m.group(1) + wrap(m.group(2), pair) + m.group(3), tail)
     return _THINK.sub(lambda m: m.group(1) + wrap(m.group(2), pair) + m.group(3), content)
+
+
+def split_think(content: str) -> tuple[str, str, str]:
+    """``(before, reasoning, answer)`` of a content with reasoning in it (its last ``</think>``)."""
+    head, _, answer = content.rpartition(THINK_CLOSE)
+    before, found, reasoning = head.rpartition(THINK_OPEN)
+    return (before, reasoning, answer) if found else ("", head, answer)
 
 
 def strip_markers(text: str, pairs: dict[str, Pair]) -> tuple[str, dict[str, list[Span]], Callable[[int], int]]:
@@ -72,15 +83,17 @@ def strip_markers(text: str, pairs: dict[str, Pair]) -> tuple[str, dict[str, lis
 
 
 def think_block(text: str, span: Span) -> Span:
-    """``span`` (reasoning) widened to the ``<think>``/``</think>`` tags around it, and the blank
-    after the closing tag, when both tags are there (only blanks in between)."""
+    """``span`` (reasoning) widened to the ``<think>`` tag before it and the ``</think>`` tag after it
+    (and the blank after that) where they are, only blanks in between."""
     start, end = span
     before = len(text[:start].rstrip())
+    if text.endswith(THINK_OPEN, 0, before):
+        start = before - len(THINK_OPEN)
     after = end + len(text[end:]) - len(text[end:].lstrip())
-    if not (text.endswith(THINK_OPEN, 0, before) and text.startswith(THINK_CLOSE, after)):
-        return span
-    close = after + len(THINK_CLOSE)
-    return before - len(THINK_OPEN), close + len(text[close:]) - len(text[close:].lstrip())
+    if text.startswith(THINK_CLOSE, after):
+        close = after + len(THINK_CLOSE)
+        end = close + len(text[close:]) - len(text[close:].lstrip())
+    return start, end
 
 
 def subtract(spans: list[Span] | tuple[Span, ...], cuts: list[Span]) -> list[Span]:
