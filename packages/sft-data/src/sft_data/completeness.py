@@ -58,8 +58,11 @@ def _forms(value: str) -> tuple[str, ...]:
 
 
 def _contains(value: str):
-    forms = _forms(value)
-    return lambda text: not forms[0] or any(form in text for form in forms)
+    def present(text: str) -> bool:
+        core = value.strip()  # the JSON-escaped form is only worked out when the plain one is missing
+        return not core or core in text or any(form in text for form in _forms(core)[1:])
+
+    return present
 
 
 def _arguments(arguments: str | dict):

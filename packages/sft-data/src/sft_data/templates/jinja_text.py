@@ -66,6 +66,10 @@ class Protector:
         object.__setattr__(self, "_to_placeholder", dict(zip(self.specials, self.placeholders, strict=True)))
         object.__setattr__(self, "_to_text", {ord(p): s for p, s in zip(self.placeholders, self.specials, strict=True)})
 
+    def occurs_in(self, text: str) -> bool:
+        """Whether any special-token string occurs in ``text``."""
+        return self._find is not None and self._find.search(text) is not None
+
     def protect(self, content: str) -> str:
         if self._find is None:
             return content
