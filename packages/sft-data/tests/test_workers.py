@@ -167,3 +167,20 @@ def test_samples_go_to_disk_not_memory(inputs, sp_tok, tmp_path):
     result = prepare([inputs / "chat.parquet"], sp_tok, DataConfig(), tmp_path / "out", workers=2)
     assert result.samples is None and result.stats["samples"] == 600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the spill directory is gone
+
+
+def test_what_workers_write_to_stderr_is_shown_once(capsys):
+    from concurrent.futures import Future
+
+    import numpy as np
+    from sft_data import workers
+    from sft_data.building import ChunkResult
+
+    empty = np.zeros(0, dtype=np.int64)
+    shown: set[str] = set()
+    for text in ("warning: a\n", "warning: a\nwarning: b\n"):  # two workers, each warning on its own
+        future = Future()
+        future.set_result(ChunkResult("f", 1, 1, empty.astype(np.int32), empty.astype(np.uint8), empty, empty,
+                                      empty.astype(bool), stderr=text))
+        workers._result(future, shown)
+    assert capsys.readouterr().err == "warning: a\nwarning: b\n"

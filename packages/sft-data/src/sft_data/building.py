@@ -51,6 +51,8 @@ class ChunkResult:
     """Invalid rows, in row order."""
     chat: dict[str, Any] | None = None
     """``SampleBuilder.chat_settings`` after this chunk (None for prompt-response data)."""
+    stderr: str = ""
+    """What building wrote to stderr in a worker process (warnings), for the parent to show once."""
 
     def samples(self) -> list[TokenizedSample]:
         """The kept samples as ``TokenizedSample`` objects (for callers that keep them in memory)."""

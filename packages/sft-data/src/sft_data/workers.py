@@ -22,15 +22,17 @@ worker on top would only contend for the same cores.
 from __future__ import annotations
 
 import copy
+import io
 import multiprocessing
 import os
 import pickle
+import signal
 import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 
 from sft_data.building import ChunkBuilder, ChunkResult
 from sft_data.config import DataConfig
@@ -70,13 +72,14 @@ def build_chunks(jobs: Iterable[Job], config: DataConfig, tokenizer: Tokenizer, 
                        f"but they cannot be pickled ({type(exc).__name__}: {exc}); use --workers 1") from None
     with ProcessPoolExecutor(workers, mp_context=_Context(), initializer=_start, initargs=(payload,)) as pool:
         pending: deque[Future] = deque()
+        shown: set[str] = set()
         try:
             for chunk, format_name in jobs:
                 pending.append(pool.submit(_build, chunk, format_name))
                 if len(pending) >= workers * IN_FLIGHT_PER_WORKER:
-                    yield _result(pending.popleft())
+                    yield _result(pending.popleft(), shown)
             while pending:
-                yield _result(pending.popleft())
+                yield _result(pending.popleft(), shown)
         finally:
             for future in pending:
                 future.cancel()
@@ -122,15 +125,21 @@ def one_thread(tokenizer: Tokenizer) -> Tokenizer:
     return single
 
 
-def _result(future: Future) -> ChunkResult:
+def _result(future: Future, shown: set[str]) -> ChunkResult:
     try:
-        return future.result()
+        result = future.result()
     except BrokenProcessPool as exc:
         raise SftError(f"a data worker process died ({exc}); run again with --workers 1 to see why") from None
+    for line in result.stderr.splitlines():  # each worker warns once: show each warning once
+        if line not in shown:
+            shown.add(line)
+            print(line, file=sys.stderr)
+    return result
 
 
 def _start(payload: bytes) -> None:
     global _builder, _start_error
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
     try:
         config, tokenizer, registries = pickle.loads(payload)
         _builder = ChunkBuilder(config, one_thread(tokenizer), registries)
@@ -142,4 +151,8 @@ def _build(chunk: Chunk, format_name: str | None) -> ChunkResult:
     if _builder is None:
         raise SftError(f"a data worker could not load the tokenizer, settings and plugins ({_start_error}); "
                        "use --workers 1")
-    return _builder(chunk, format_name)
+    captured = io.StringIO()
+    with redirect_stderr(captured):
+        result = _builder(chunk, format_name)
+    result.stderr = captured.getvalue()
+    return result
