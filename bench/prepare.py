@@ -25,9 +25,9 @@ Prints one JSON object:
   conversation. Both sides spend most of their time in the same Rust ``encode_batch``.
 
 - ``workers``: ``prepare`` with 1 and with 2 worker processes on the same files, run alternately
-  ``--worker-repeats`` times (best and median wall time, the speedups of both, whether the two
-  outputs are the same bytes, the load average around the runs; other jobs on the machine slow
-  some runs down, hence the repeats): NeMo chat through a SentencePiece model, and OpenAI messages
+  ``--worker-repeats`` times (best and median wall time, the speedups of both, CPU seconds of the
+  process and its workers, whether the two outputs are the same bytes, the load average around the
+  runs; other jobs on the machine slow some runs down, hence the repeats): NeMo chat through a SentencePiece model, and OpenAI messages
   through a ChatML Jinja template and a byte-level BPE. One worker encodes on one thread, as each
   of several workers does.
 
@@ -307,19 +307,26 @@ def bench_chat_template(workdir: Path, conversations: int, seed: int, repeats: i
 
 def timed_prepare_runs(files: list[Path], tokenizer, config, workdir: Path, repeats: int) -> dict:
     """``prepare`` with 1 and 2 workers, alternately, ``repeats`` times each."""
+    import resource
     import statistics
 
     from sft_data.prepare import prepare
 
+    def cpu() -> float:  # this process and its finished children (the workers, once the pool is shut down)
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
     seconds: dict[int, list[float]] = {1: [], 2: []}
+    cpu_seconds: dict[int, list[float]] = {1: [], 2: []}
     outputs: dict[int, dict[str, bytes]] = {}
     load_before = os.getloadavg()
     for _ in range(repeats):
         for workers in (1, 2):
             out = workdir / f"workers{workers}"
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), cpu()
             result = prepare(files, tokenizer, config, out, workers=workers)
             seconds[workers].append(time.perf_counter() - start)
+            cpu_seconds[workers].append(cpu() - start_cpu)
             outputs[workers] = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
     best = {w: min(s) for w, s in seconds.items()}
     median = {w: statistics.median(s) for w, s in seconds.items()}
@@ -329,6 +336,7 @@ def timed_prepare_runs(files: list[Path], tokenizer, config, workdir: Path, repe
         "best_seconds": {f"workers_{w}": round(x, 2) for w, x in best.items()},
         "median_seconds": {f"workers_{w}": round(x, 2) for w, x in median.items()},
         "samples_per_s_best": {f"workers_{w}": round(result.stats["samples"] / x) for w, x in best.items()},
+        "cpu_seconds_median": {f"workers_{w}": round(statistics.median(s), 2) for w, s in cpu_seconds.items()},
         "speedup_best": round(best[1] / best[2], 2),
         "speedup_median": round(median[1] / median[2], 2),
         "identical_output": outputs[1] == outputs[2],
