@@ -378,7 +378,7 @@ def main() -> None:
     parser.add_argument("--chat-conversations", type=int, default=300, help="0 skips the chat template run")
     parser.add_argument("--repeats", type=int, default=5, help="chat template timings: best of this many")
     parser.add_argument("--only-chat", action="store_true", help="run only the chat template comparison")
-    parser.add_argument("--worker-samples", type=int, default=5000, help="0 skips the workers comparison")
+    parser.add_argument("--worker-samples", type=int, default=10_000, help="0 skips the workers comparison")
     parser.add_argument("--worker-repeats", type=int, default=5, help="runs of each worker count")
     parser.add_argument("--only-workers", action="store_true", help="run only the workers comparison")
     args = parser.parse_args()
