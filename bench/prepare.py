@@ -11,7 +11,8 @@ Prints one JSON object:
   the reference's collate) for a few micro-batch sizes, random order.
 - ``packing``: per algorithm, efficiency, bins, sequences per bin, packing throughput and
   pack + write (``write_prepared``) throughput in samples/s.
-- ``trl``: TRL's ``pack_dataset`` (bfd) on the same lengths when ``trl`` is importable.
+- ``trl``: TRL's ``pack_dataset`` (bfd) on the same lengths, side by side with ``packing``, when
+  ``trl`` is installed (``uv sync --group bench``; never installed by default), else "not installed".
 - ``end_to_end``: NeMo chat JSONL -> ``sft_data.prepare.prepare`` (read, template, tokenize, pack,
   write) with a SentencePiece tokenizer trained on examples/data/corpus.txt.
 - ``chat_template``: multi-turn chats through a ChatML-style Jinja template with ``{% generation %}``
@@ -22,6 +23,13 @@ Prints one JSON object:
   parse, render, encode, mask). ``speedup`` is transformers' seconds over ours, each the best of
   ``--repeats`` interleaved runs; ``identical`` says whether ids and masks agree on every
   conversation. Both sides spend most of their time in the same Rust ``encode_batch``.
+
+- ``workers``: ``prepare`` with 1 and with 2 worker processes on the same files, run alternately
+  ``--worker-repeats`` times (best and median wall time, the speedups of both, CPU seconds of the
+  process and its workers, whether the two outputs are the same bytes, the load average around the
+  runs; other jobs on the machine slow some runs down, hence the repeats): NeMo chat through a SentencePiece model, and OpenAI messages
+  through a ChatML Jinja template and a byte-level BPE. One worker encodes on one thread, as each
+  of several workers does.
 
 Positions are what a model computes: a sample of L ids fills L - 1 (tokens = ids[:-1]).
 """
@@ -102,7 +110,7 @@ def bench_trl(lengths: np.ndarray, pack_size: int) -> dict | str:
         from datasets import Dataset
         from trl import pack_dataset
     except ImportError:
-        return "trl not installed"
+        return "not installed (uv sync --group bench)"
     dataset = Dataset.from_dict({"input_ids": [[1] * (n - 1) for n in lengths.tolist()]})
     start = time.perf_counter()
     packed = pack_dataset(dataset, pack_size, strategy="bfd")
@@ -207,10 +215,11 @@ def chat_conversations(lines: list[str], n: int, seed: int, words_per_message: i
     """``n`` chats of 2-6 exchanges (a system prompt on half of them), messages cut from ``lines``.
 
     Words holding ``<|`` are left out: a control string typed in a message is deliberately encoded
-    as text here (transformers turns it into the control id), so those would not compare equal.
+    as text here (transformers turns it into the control id), so those would not compare equal; so
+    are think tags (an empty ``<think></think>`` is never trained here, transformers trains it).
     """
     rng = np.random.default_rng(seed)
-    words = [w for w in " ".join(lines).split() if "<|" not in w]
+    words = [w for w in " ".join(lines).split() if "<|" not in w and "think>" not in w]
     chats = []
     for i in range(n):
         messages = [{"role": "system", "content": "You are a helpful assistant."}] if i % 2 else []
@@ -296,6 +305,70 @@ def bench_chat_template(workdir: Path, conversations: int, seed: int, repeats: i
     }
 
 
+def timed_prepare_runs(files: list[Path], tokenizer, config, workdir: Path, repeats: int) -> dict:
+    """``prepare`` with 1 and 2 workers, alternately, ``repeats`` times each."""
+    import resource
+    import statistics
+
+    from sft_data.prepare import prepare
+
+    def cpu() -> float:  # this process and its finished children (the workers, once the pool is shut down)
+        own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    seconds: dict[int, list[float]] = {1: [], 2: []}
+    cpu_seconds: dict[int, list[float]] = {1: [], 2: []}
+    outputs: dict[int, dict[str, bytes]] = {}
+    load_before = os.getloadavg()
+    for _ in range(repeats):
+        for workers in (1, 2):
+            out = workdir / f"workers{workers}"
+            start, start_cpu = time.perf_counter(), cpu()
+            result = prepare(files, tokenizer, config, out, workers=workers)
+            seconds[workers].append(time.perf_counter() - start)
+            cpu_seconds[workers].append(cpu() - start_cpu)
+            outputs[workers] = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+    best = {w: min(s) for w, s in seconds.items()}
+    median = {w: statistics.median(s) for w, s in seconds.items()}
+    return {
+        "samples": result.stats["samples"], "tokens": result.stats["tokens"], "repeats": repeats,
+        "seconds": {f"workers_{w}": [round(x, 2) for x in s] for w, s in seconds.items()},
+        "best_seconds": {f"workers_{w}": round(x, 2) for w, x in best.items()},
+        "median_seconds": {f"workers_{w}": round(x, 2) for w, x in median.items()},
+        "samples_per_s_best": {f"workers_{w}": round(result.stats["samples"] / x) for w, x in best.items()},
+        "cpu_seconds_median": {f"workers_{w}": round(statistics.median(s), 2) for w, s in cpu_seconds.items()},
+        "speedup_best": round(best[1] / best[2], 2),
+        "speedup_median": round(median[1] / median[2], 2),
+        "identical_output": outputs[1] == outputs[2],
+        "load_average_1min": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
+    }
+
+
+def bench_workers(workdir: Path, samples: int, seed: int, repeats: int) -> dict:
+    from sft_data.config import DataConfig
+    from sft_data.tokenizers.huggingface import HuggingFaceTokenizer
+    from sft_data.tokenizers.loading import load_tokenizer
+    from sft_data.tokenizers.training import train_sentencepiece
+
+    report: dict = {"cpus": os.cpu_count()}
+    lengths, _ = chat_lengths(samples, seed + 2, 4000)
+    sp = load_tokenizer(train_sentencepiece([ROOT / "examples/data/corpus.txt"], workdir / "wtok.model", 2000))
+    sample_text = (ROOT / "examples/data/corpus.txt").read_text(encoding="utf-8")[:20000]
+    tokens_per_word = len(sp.encode(sample_text)) / len(sample_text.split())
+    nemo = workdir / "nemo_chat.jsonl"
+    nemo.write_text("".join(json.dumps(r) + "\n" for r in chat_records(lengths, seed, tokens_per_word)))
+    config = DataConfig(max_seq_length=2048, pack_size=2048, seed=seed)
+    report["nemo_chat_sentencepiece"] = timed_prepare_runs([nemo], sp, config, workdir / "nemo", repeats)
+
+    lines = repo_text()
+    bpe = HuggingFaceTokenizer(build_bpe(workdir / "wbpe", lines, 49_152))
+    messages = workdir / "messages.jsonl"
+    chats = chat_conversations(lines, samples, seed, words_per_message=47)
+    messages.write_text("".join(json.dumps({"messages": chat}) + "\n" for chat in chats))
+    report["messages_chatml_bpe"] = timed_prepare_runs([messages], bpe, config, workdir / "msg", repeats)
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=20_000)
@@ -305,11 +378,19 @@ def main() -> None:
     parser.add_argument("--chat-conversations", type=int, default=300, help="0 skips the chat template run")
     parser.add_argument("--repeats", type=int, default=5, help="chat template timings: best of this many")
     parser.add_argument("--only-chat", action="store_true", help="run only the chat template comparison")
+    parser.add_argument("--worker-samples", type=int, default=10_000, help="0 skips the workers comparison")
+    parser.add_argument("--worker-repeats", type=int, default=5, help="runs of each worker count")
+    parser.add_argument("--only-workers", action="store_true", help="run only the workers comparison")
     args = parser.parse_args()
     if args.only_chat:
         with tempfile.TemporaryDirectory() as tmp:
             report = bench_chat_template(Path(tmp), args.chat_conversations, args.seed, args.repeats)
         print(json.dumps({"chat_template": report}, indent=2))
+        return
+    if args.only_workers:
+        with tempfile.TemporaryDirectory() as tmp:
+            report = bench_workers(Path(tmp), args.worker_samples, args.seed, args.worker_repeats)
+        print(json.dumps({"workers": report}, indent=2))
         return
 
     lengths, truncated = chat_lengths(args.samples, args.seed, args.pack_size)
@@ -328,12 +409,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         report["packing"] = bench_packing(lengths, args.pack_size, args.seed, Path(tmp))
         report["trl"] = bench_trl(lengths, args.pack_size)
+        if isinstance(report["trl"], dict):  # ours on the same lengths, beside it
+            ours = report["packing"]["best_fit_decreasing"]
+            report["trl"]["sft_data_best_fit_decreasing"] = {
+                k: ours[k] for k in ("efficiency", "bins", "pack_samples_per_s")}
         if args.e2e_samples:
             # untruncated lengths: prepare itself truncates to max_seq_length
             e2e_lengths, _ = chat_lengths(args.e2e_samples, args.seed + 1, 4000)
             report["end_to_end"] = bench_end_to_end(e2e_lengths, args.pack_size, args.seed, Path(tmp))
         if args.chat_conversations:
             report["chat_template"] = bench_chat_template(Path(tmp), args.chat_conversations, args.seed, args.repeats)
+        if args.worker_samples:
+            report["workers"] = bench_workers(Path(tmp), args.worker_samples, args.seed, args.worker_repeats)
     print(json.dumps(report, indent=2))
 
 

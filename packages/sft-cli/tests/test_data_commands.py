@@ -81,7 +81,7 @@ BAD_RECORDS = [
      '{"messages": [{"role": "wizard", "content": "a"}]}\n', 2, "unknown role 'wizard'"),
     ("no assistant", '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n'
      '{"messages": [{"role": "user", "content": "a"}]}\n', 2, "no assistant turn"),
-    ("JSON array", '[{"input": "a", "output": "b"}]\n', 1, "JSON array, not JSON Lines"),
+    ("JSON array element", '[{"input": "a", "output": "b"},\n {"input": "a"}]\n', 2, "missing field 'output'"),
     ("empty file", "", 1, "the file is empty"),
 ]
 
@@ -133,3 +133,22 @@ def test_real_entry_point_prints_one_line_error(tmp_path):
     )
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"Error: {missing}: tokenizer not found"
+
+
+def test_prepare_reads_parquet_and_json_arrays_with_any_number_of_workers(run, tok_model, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    records = [json.loads(line) for line in TRAIN.read_text().splitlines() if line.strip()]
+    pq.write_table(pa.Table.from_pylist(records), tmp_path / "train.parquet")
+    (tmp_path / "train.json").write_text(json.dumps(records, indent=2))
+    outputs = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"out{workers}"
+        result = run("prepare", tmp_path / "train.parquet", tmp_path / "train.json", "--tokenizer", tok_model,
+                     "--output", out, "--pack-size", "256", "--max-seq-length", "256", "--workers", workers)
+        assert result.exit_code == 0, result.output
+        outputs.append({p.name: p.read_bytes() for p in out.iterdir()})
+    assert outputs[0] == outputs[1]
+    stats = json.loads(outputs[0]["stats.json"])
+    assert stats["samples"] == 2 * len(records) and set(stats["formats"].values()) == {"prompt-response"}

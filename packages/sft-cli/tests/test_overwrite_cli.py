@@ -101,7 +101,7 @@ CASES = {
     "prepare": Case(
         lambda i, out: ["prepare", REPO / "examples/data/train.jsonl", "--tokenizer", i["tok"], "--output", out],
         True, ("sft_cli.commands.prepare.load_tokenizer", "sft_cli.commands.prepare.prepare"),
-        "sft_data.store.write_prepared", _is_dataset),
+        "sft_data.store.write_prepared_arrays", _is_dataset),
     "import-packed": Case(
         lambda i, out: ["import-packed", i["packed"], "--allow-pickle", "--output", out],
         True, ("sft_cli.commands.import_packed.import_nemo_packed",), "sft_data.packing.nemo_npy.write_prepared",

@@ -24,7 +24,8 @@ def jsonl(tmp_path):
 
 def test_short_samples_are_dropped_and_counted(jsonl, char_tokenizer, tmp_path):
     result = prepare([jsonl], char_tokenizer, DataConfig(min_seq_length=5), tmp_path / "out")
-    kept = [char_tokenizer.decode(s.input_ids) for s in result.samples]
+    written = PreparedDataset(tmp_path / "out")
+    kept = [char_tokenizer.decode(written.sequence(i)[0].tolist()) for i in range(written.num_sequences)]
     assert kept == ["abcdef ghij</s>", "abc de</s>"]
     assert result.stats["samples"] == 2 and result.stats["dropped"] == 2
     assert result.stats["dropped_reasons"] == {"shorter than min_seq_length (5 tokens)": 2}

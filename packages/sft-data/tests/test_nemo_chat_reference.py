@@ -217,20 +217,22 @@ def nfkc_tokenizer(tmp_path_factory):
     return path
 
 
-def test_a_dropped_newline_warns_once_and_trains_as_the_reference(nfkc_tokenizer, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("workers", [1, 2])  # every worker process warns; the warning is shown once
+def test_a_dropped_newline_warns_once_and_trains_as_the_reference(nfkc_tokenizer, tmp_path, capsys, monkeypatch,
+                                                                 workers):
     monkeypatch.setattr(nemo, "_warned", set())
     sp = spm.SentencePieceProcessor(model_file=str(nfkc_tokenizer))
     assert sp.decode(sp.encode("a\na")) == "a a"  # the newline is gone
     record, parts = conversation_parts(DEFAULT, "value-to-text")
     data = tmp_path / "chat.jsonl"
-    data.write_text("".join(json.dumps(record) + "\n" for _ in range(3)), encoding="utf-8")
+    data.write_text("".join(json.dumps(record) + "\n" for _ in range(300)), encoding="utf-8")
     tok = SentencePieceTokenizer(nfkc_tokenizer)
-    result = tokenize_files([data], tok, DataConfig(chat_prompt_tokens=DEFAULT, max_seq_length=4096))
+    result = tokenize_files([data], tok, DataConfig(chat_prompt_tokens=DEFAULT, max_seq_length=4096), workers=workers)
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("warning:")
     assert "end_of_turn/end_of_name '\\n'" in lines[0] and "nothing marks where a turn's text ends" in lines[0]
     assert "VALUE_TO_TEXT" in lines[0] and "nfkc.model" in lines[0]
-    assert result.stats["samples"] == 3
+    assert result.stats["samples"] == 300
     specials = {t: sp.piece_to_id(t) for t in ("<extra_id_0>", "<extra_id_1>", "<extra_id_2>")}
     text, _ = rendered(parts)
     sample = result.samples[0]

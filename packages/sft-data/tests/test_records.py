@@ -38,7 +38,7 @@ def test_awkward_but_valid_file(tmp_path):
         (b'{"a": 1}\n[1, 2]\n', 2, "expected a JSON object, got array"),
         (b'"text"\n', 1, "expected a JSON object, got string"),
         (b'{"a": "\xff\xfe"}\n', 1, "invalid UTF-8"),
-        (b'[{"a": 1},\n {"a": 2}]\n', 1, "JSON array, not JSON Lines"),
+        (b'[{"a": 1}\n {"a": 2}]\n', 2, "expected ',' before this element (line 2 column 2)"),
         (b"", 1, "the file is empty"),
         (b"\n\n  \n", 1, "the file is empty"),
     ],

@@ -1,8 +1,9 @@
-"""Options shared by the commands that read JSONL records (prepare, preview)."""
+"""Options shared by the commands that read records (prepare, preview)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 from sft_data.config import DataConfig, parse_override
@@ -30,16 +31,17 @@ def data_options(func: Callable) -> Callable:
 
 
 def split_inputs(args: tuple[str, ...]) -> tuple[list[str], dict]:
-    """Positional arguments are input files, except ``key=value`` data-setting overrides."""
+    """Positional arguments are input files, except ``key=value`` data-setting overrides (an
+    argument naming an existing path is an input even if it holds ``=``)."""
     inputs, overrides = [], {}
     for arg in args:
-        if "=" in arg and not arg.endswith(".jsonl"):
+        if "=" in arg and not arg.endswith(".jsonl") and not Path(arg).exists():
             key, value = parse_override(arg)
             overrides[key] = value
         else:
             inputs.append(arg)
     if not inputs:
-        raise click.UsageError("give at least one input JSONL file")
+        raise click.UsageError("give at least one input file")
     return inputs, overrides
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import difflib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sft_data.errors import SftError
@@ -60,6 +61,12 @@ class DataConfig:
     """Seed for shuffling packing."""
     skip_invalid: bool = False
     """Skip invalid records (counted in stats) instead of failing."""
+    tools: str | None = None
+    """OpenAI-style tool definitions for every conversation that has no ``tools`` of its own: a JSON
+    file holding the list, or the list as JSON text. Passed to the chat template as ``tools``."""
+    train_reasoning: bool = True
+    """Train on the assistant's reasoning (``reasoning_content``, or ``<think>…</think>`` in its
+    content) and the think tags around it; False keeps it as untrained context."""
 
     def __post_init__(self) -> None:
         if isinstance(self.chat_prompt_tokens, dict):
@@ -79,6 +86,8 @@ class DataConfig:
             )
         if self.add_sep and self.sep_id is None:
             raise SftError("add_sep needs sep_id (the separator token id)")
+        if self.tools is not None:
+            load_tools(self.tools)  # a bad file or list is a settings error, whatever the data
         if f"{{{self.label_key}}}" not in self.prompt_template:
             raise SftError(f"prompt_template has no {{{self.label_key}}} placeholder for label_key {self.label_key!r}")
 
@@ -106,6 +115,23 @@ class DataConfig:
             else:
                 data[top] = value
         return DataConfig(**data)
+
+
+def load_tools(spec: str) -> list[dict[str, Any]]:
+    """The tool list ``DataConfig.tools`` names: JSON text (``[...]``) or a JSON file holding it."""
+    text = spec
+    if not spec.lstrip().startswith("["):
+        try:
+            text = Path(spec).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SftError(f"tools: cannot read {spec} ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        tools = json.loads(text)
+    except ValueError as exc:
+        raise SftError(f"tools: {spec if text is not spec else 'the value'} is not valid JSON ({exc})") from None
+    if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+        raise SftError("tools: expected a JSON list of tool objects ({\"type\": \"function\", \"function\": {...}})")
+    return tools
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -60,11 +60,31 @@ def trained_tokens(offsets: np.ndarray, spans: Sequence[tuple[int, int]]) -> np.
     return inside & (first_start < np.maximum(ends, starts + 1))
 
 
+def token_kinds(offsets, regions: Sequence[tuple[int, int, str]], count: int) -> list[str | None]:
+    """Per token, the kind of the first region (in ``regions`` order) it overlaps, under the mask rule."""
+    kinds: list[str | None] = [None] * count
+    for kind in dict.fromkeys(k for _, _, k in regions):
+        spans: list[tuple[int, int]] = []
+        for start, end, k in sorted(regions):
+            if k != kind:
+                continue
+            if spans and start <= spans[-1][1]:  # merged: the mask rule wants them disjoint
+                spans[-1] = (spans[-1][0], max(end, spans[-1][1]))
+            else:
+                spans.append((start, end))
+        for j, inside in enumerate(token_mask(offsets, spans)):
+            if inside and kinds[j] is None:
+                kinds[j] = kind
+    return kinds
+
+
 class ChatEncoder:
     """Encodes rendered conversations with one tokenizer."""
 
-    def __init__(self, tokenizer: Tokenizer):
+    def __init__(self, tokenizer: Tokenizer, kinds: bool = False):
+        """``kinds``: also give each token the kind of the ``RenderedChat.regions`` it overlaps."""
         self.tokenizer = tokenizer
+        self.kinds = kinds
         self._batch = getattr(tokenizer, "encode_with_controls", None)
 
     def encode(self, segments: Iterable[Segment], source: str = "", *, open_end: bool = False) -> TokenizedSample:
@@ -91,7 +111,10 @@ class ChatEncoder:
             mask = token_mask(offsets, chat.trained)
             if mask:
                 mask[0] = False  # nothing predicts the first token
-            samples.append(TokenizedSample(list(ids), mask, source=sources[i] if sources else ""))
+            sample = TokenizedSample(list(ids), mask, source=sources[i] if sources else "")
+            if self.kinds:
+                sample.kinds = token_kinds(offsets, chat.regions, len(mask))
+            samples.append(sample)
         return samples
 
     def _by_pieces(self, chat: RenderedChat) -> Encoded:

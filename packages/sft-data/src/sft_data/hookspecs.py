@@ -32,7 +32,7 @@ def sft_register_dataset_formats(register: Register) -> None:
     A format has a ``name`` (what ``--format`` accepts), ``detect(record) -> bool`` used by
     ``--format auto`` on the first record (formats asked in pluggy's order, a plugin's first), and ``parse(record, options)`` returning a
     ``PromptResponse`` or a ``Conversation``, raising ``RecordError`` with a reason for bad records.
-    A format for files other than JSON Lines also defines ``read(path)`` yielding
+    A format for files of a kind ``sft_data.inputs`` does not read (CSV...) also defines ``read(path)`` yielding
     ``sft_data.records.Record`` (path, line, data) or ``RecordProblem``; it is used when
     ``--format`` names that format.
     """

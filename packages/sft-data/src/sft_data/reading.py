@@ -1,4 +1,5 @@
-"""Records of one file turned into samples: format detection, building, problem collection."""
+"""Records of one file turned into samples in this process: format detection, building, problem
+collection (``sft preview``; ``prepare`` builds chunks, maybe in workers: ``sft_data.prepare``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 from sft_data.config import DataConfig
 from sft_data.errors import RecordError, RecordProblem
 from sft_data.formats.detect import detect_format
-from sft_data.records import Record, read_records
+from sft_data.inputs import read_input
+from sft_data.records import Record
 from sft_data.registries import DataRegistries
 from sft_data.samples import BuiltSample, SampleBuilder
 from sft_data.tokenizers.base import Tokenizer
@@ -30,10 +32,13 @@ class FileSamples:
 class SampleReader:
     """Builds samples from data files (JSON Lines, or a format's own reader) with one tokenizer and config."""
 
-    def __init__(self, config: DataConfig, tokenizer: Tokenizer, registries: DataRegistries | None = None):
+    def __init__(self, config: DataConfig, tokenizer: Tokenizer, registries: DataRegistries | None = None,
+                 detail: bool = False):
+        """``detail``: samples say which tokens are reasoning, tool calls, tool results (previews)."""
         self.config = config
         self.tokenizer = tokenizer
         self.registries = registries or DataRegistries.from_plugin_manager()
+        self.detail = detail
         self._builders: dict[str, SampleBuilder] = {}
 
     def builder_for(self, record: Record) -> SampleBuilder:
@@ -42,7 +47,7 @@ class SampleReader:
         else:
             fmt = self.registries.formats.get(self.config.format)
         if fmt.name not in self._builders:
-            self._builders[fmt.name] = SampleBuilder(self.config, self.tokenizer, fmt, self.registries)
+            self._builders[fmt.name] = SampleBuilder(self.config, self.tokenizer, fmt, self.registries, self.detail)
         return self._builders[fmt.name]
 
     def chat_settings(self) -> dict | None:
@@ -50,17 +55,18 @@ class SampleReader:
         return next((s for b in self._builders.values() if (s := b.chat_settings()) is not None), None)
 
     def records(self, path: str | Path) -> Iterator[Record | RecordProblem]:
-        """The records of one file: JSON Lines, unless ``--format`` names a format with its own reader.
+        """The records of one file (any kind ``sft_data.inputs`` reads), unless ``--format`` names a
+        format with its own reader.
 
         A format may define ``read(path)`` yielding ``Record`` (with its line number) or
-        ``RecordProblem`` items, e.g. for CSV; ``auto`` always reads JSON Lines, because detection
-        looks at a parsed record and so cannot choose how the file is parsed.
+        ``RecordProblem`` items, e.g. for CSV; ``auto`` never uses it, because detection looks at a
+        parsed record and so cannot choose how the file is parsed.
         """
         if self.config.format != "auto":
             own_reader = getattr(self.registries.formats.get(self.config.format), "read", None)
             if own_reader is not None:
                 return own_reader(path)
-        return read_records(path)
+        return read_input(path)
 
     def read(
         self,
@@ -105,11 +111,3 @@ class SampleReader:
             else:
                 yield record, result
 
-
-def count_lines(path: str | Path) -> int:
-    """Cheap total for progress bars."""
-    total = 0
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            total += chunk.count(b"\n")
-    return max(total, 1)

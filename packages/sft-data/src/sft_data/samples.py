@@ -3,22 +3,28 @@
 ``SampleBuilder`` holds everything fixed for a run (config, tokenizer, format, template) so each
 record costs only its own work. Conversations are rendered one by one and encoded many at a time
 (``build_many``): one tokenizer call for a whole batch of conversations.
+
+A rendered conversation must still hold every part of its record (``completeness``), else the record
+is invalid. Never trained: an empty ``<think></think>`` block a hybrid template inserts; reasoning
+only when ``train_reasoning`` is off (the think tags around it then stay untrained as well).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from sft_data.completeness import lost_parts
 from sft_data.config import DataConfig
 from sft_data.encoding import ChatEncoder
 from sft_data.errors import ConfigError, RecordError, SftError
 from sft_data.registries import DataRegistries
+from sft_data.templates.markers import EMPTY_THINK, subtract
 from sft_data.templates.nemo import NemoChatTemplate
 from sft_data.templates.prompt_response import PromptResponseTokenizer
 from sft_data.tokenizers.base import Tokenizer
-from sft_data.types import Conversation, PromptResponse, RenderedChat, TokenizedSample
+from sft_data.types import REASONING, Conversation, PromptResponse, RenderedChat, TokenizedSample
 
 
 @dataclass
@@ -31,12 +37,16 @@ class BuiltSample:
 
 
 class SampleBuilder:
-    def __init__(self, config: DataConfig, tokenizer: Tokenizer, fmt: Any, registries: DataRegistries):
+    def __init__(self, config: DataConfig, tokenizer: Tokenizer, fmt: Any, registries: DataRegistries,
+                 detail: bool = False):
+        """``detail``: samples also say, per token, whether it is reasoning, a tool call or a tool
+        result (``TokenizedSample.kinds``; for previews, at the cost of extra renderings)."""
         self.config = config
         self.tokenizer = tokenizer
         self.format = fmt
         self.registries = registries
-        self.encoder = ChatEncoder(tokenizer)
+        self.detail = detail
+        self.encoder = ChatEncoder(tokenizer, kinds=detail)
         self._prompt_response: PromptResponseTokenizer | None = None
         self._template = None
 
@@ -88,9 +98,27 @@ class SampleBuilder:
     def _prepare(self, parsed) -> PromptResponse | RenderedChat:
         if isinstance(parsed, PromptResponse):
             return parsed
-        if isinstance(parsed, Conversation):
-            return self.render(parsed)
-        raise SftError(f"format {self.format.name!r} returned {type(parsed).__name__}, not a sample")
+        if not isinstance(parsed, Conversation):
+            raise SftError(f"format {self.format.name!r} returned {type(parsed).__name__}, not a sample")
+        rendered = self.render(parsed)
+        lost = lost_parts(parsed, rendered.text)
+        if lost:
+            more = f" and {len(lost) - 2} more" if len(lost) > 2 else ""
+            raise RecordError(
+                f"chat template {self.chat_template.name!r} drops {'; '.join(lost[:2])}{more} (not in the rendered "
+                "text, so it would be trained without them); use a chat template that renders them"
+            )
+        untrained = [m.span() for m in EMPTY_THINK.finditer(rendered.text)]
+        if not self.config.train_reasoning:
+            untrained += rendered.spans_of(REASONING)
+        if self.detail and any(t.tool_calls for t in parsed.turns):
+            extra = getattr(self.chat_template, "tool_call_regions", None)
+            if extra is not None:
+                regions = sorted((*rendered.regions, *extra(parsed, self.tokenizer, rendered.text)))
+                rendered = replace(rendered, regions=tuple(regions))
+        if untrained:
+            rendered = replace(rendered, trained=tuple(subtract(rendered.trained, untrained)))
+        return rendered
 
     def _samples(self, items: Sequence[PromptResponse | RenderedChat], sources: Sequence[str]) -> list[TokenizedSample]:
         chats = [i for i, item in enumerate(items) if isinstance(item, RenderedChat)]
@@ -144,6 +172,8 @@ class SampleBuilder:
                 return BuiltSample(sample, dropped=f"longer than max_seq_length ({len(sample.input_ids)} > {limit})")
             sample.input_ids = sample.input_ids[:limit]
             sample.loss_mask = sample.loss_mask[:limit]
+            if sample.kinds is not None:
+                sample.kinds = sample.kinds[:limit]
             sample.truncated = True
         if len(sample.input_ids) < self.config.min_seq_length:
             return BuiltSample(sample, dropped=f"shorter than min_seq_length ({self.config.min_seq_length} tokens)")

@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,8 @@ ARRAYS = {  # file stem -> dtype
     "sample_index": np.int64,
 }
 RESERVED = ("format", "format_version", "pack_size", "counts")
+COPY_BLOCK = 1 << 22
+"""Tokens copied per step when sequences are put in bin order (bounds the gather index's memory)."""
 
 
 def write_prepared(
@@ -58,15 +60,51 @@ def write_prepared(
     leaves either the old dataset or the new one. An existing directory is replaced only if it is
     empty or a prepared dataset; anything else is refused rather than deleted.
     """
-    clash = [key for key in RESERVED if key in header]
-    if clash:
-        raise ValueError(f"header keys {clash} are written by the store itself")
     lengths = np.fromiter((len(s.input_ids) for s in samples), dtype=np.int64, count=len(samples))
     if len(lengths) and lengths.min() < 2:
         index = int(lengths.argmin())
         raise SftError(f"sample {samples[index].source or index} has fewer than 2 tokens: nothing to train on")
+    total = int(lengths.sum())
+    tokens = token_array(chain.from_iterable(s.input_ids for s in samples), total)
+    mask = np.fromiter(chain.from_iterable(s.loss_mask for s in samples), dtype=np.uint8, count=total)
+    write_prepared_arrays(directory, tokens, mask, lengths, bins=bins, pack_size=pack_size, header=header)
+
+
+def token_array(ids, count: int = -1) -> np.ndarray:
+    """Token ids as int32, refusing what int32 cannot hold."""
+    try:
+        array = np.fromiter(ids, dtype=np.int64, count=count)
+    except OverflowError:
+        raise SftError("token ids must fit in int32") from None
+    if len(array) and (array.min() < 0):
+        raise SftError("token ids must not be negative")
+    if len(array) and array.max() > np.iinfo(np.int32).max:
+        raise SftError("token ids must fit in int32")
+    return array.astype(np.int32)
+
+
+def write_prepared_arrays(
+    directory: str | os.PathLike,
+    tokens: np.ndarray,
+    mask: np.ndarray,
+    lengths: np.ndarray,
+    *,
+    bins: list[list[int]] | None,
+    pack_size: int | None,
+    header: dict[str, Any],
+) -> None:
+    """``write_prepared`` for samples given as flat arrays in sample order: ``tokens`` (int32) and
+    ``mask`` (0/1 uint8) back to back, ``lengths`` per sample. They may be memory-mapped files larger
+    than memory: sequences are copied into bin order a block at a time."""
+    clash = [key for key in RESERVED if key in header]
+    if clash:
+        raise ValueError(f"header keys {clash} are written by the store itself")
+    lengths = np.asarray(lengths, dtype=np.int64)
+    count = len(lengths)
+    if count and lengths.min() < 2:
+        raise SftError(f"sample {int(lengths.argmin())} has fewer than 2 tokens: nothing to train on")
     if bins is None:
-        bins = [[i] for i in range(len(samples))]
+        bins = [[i] for i in range(count)]
     else:
         if pack_size is None:
             raise SftError("packed data needs its pack size")
@@ -74,31 +112,58 @@ def write_prepared(
     target = Path(directory)
     _check_target(target)
 
-    order = np.fromiter(chain.from_iterable(bins), dtype=np.int64, count=len(samples))
-    ordered = [samples[i] for i in order.tolist()]
-    seq_offsets = np.zeros(len(samples) + 1, dtype=np.int64)
+    order = np.fromiter(chain.from_iterable(bins), dtype=np.int64, count=count)
+    seq_offsets = np.zeros(count + 1, dtype=np.int64)
     np.cumsum(lengths[order], out=seq_offsets[1:])
     total = int(seq_offsets[-1])
-    try:
-        tokens = np.fromiter(chain.from_iterable(s.input_ids for s in ordered), dtype=np.int32, count=total)
-    except OverflowError:
-        raise SftError("token ids must fit in int32") from None
-    if total and tokens.min() < 0:
-        raise SftError("token ids must not be negative")
-    mask = np.fromiter(chain.from_iterable(s.loss_mask for s in ordered), dtype=np.uint8, count=total)
     bin_offsets = np.zeros(len(bins) + 1, dtype=np.int64)
     np.cumsum([len(b) for b in bins], out=bin_offsets[1:])
-    arrays = {"tokens": tokens, "loss_mask": mask, "seq_offsets": seq_offsets,
-              "bin_offsets": bin_offsets, "sample_index": order}
-    full_header = {
-        **header,
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "pack_size": pack_size,
-        "counts": {"sequences": len(samples), "bins": len(bins), "tokens": total,
-                   "trained_tokens": int(mask.sum())},
-    }
-    _write_atomically(target, arrays, full_header)
+
+    def write(tmp: Path) -> None:
+        trained = _copy_in_order(tmp, tokens, mask, lengths, order, seq_offsets)
+        for stem, array in (("seq_offsets", seq_offsets), ("bin_offsets", bin_offsets), ("sample_index", order)):
+            np.save(tmp / f"{stem}.npy", array.astype(ARRAYS[stem], copy=False), allow_pickle=False)
+        full_header = {
+            **header,
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "pack_size": pack_size,
+            "counts": {"sequences": count, "bins": len(bins), "tokens": total, "trained_tokens": trained},
+        }
+        # the header is written last: a directory with a header is a complete dataset
+        (tmp / HEADER).write_text(json.dumps(full_header, indent=2, sort_keys=True) + "\n")
+
+    _write_atomically(target, write)
+
+
+def _copy_in_order(tmp: Path, tokens: np.ndarray, mask: np.ndarray, lengths: np.ndarray, order: np.ndarray,
+                   seq_offsets: np.ndarray) -> int:
+    """Write tokens.npy and loss_mask.npy with the sequences in ``order``; returns the trained count."""
+    total = int(seq_offsets[-1])
+    out_tokens = np.lib.format.open_memmap(tmp / "tokens.npy", mode="w+", dtype=ARRAYS["tokens"], shape=(total,))
+    out_mask = np.lib.format.open_memmap(tmp / "loss_mask.npy", mode="w+", dtype=ARRAYS["loss_mask"], shape=(total,))
+    starts = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=starts[1:])
+    trained = 0
+    i = 0
+    while i < len(order):
+        j = max(i + 1, int(np.searchsorted(seq_offsets, seq_offsets[i] + COPY_BLOCK, side="right")) - 1)
+        block = order[i:j]
+        lo, hi = int(seq_offsets[i]), int(seq_offsets[j])
+        if len(block) == 1 or bool((np.diff(block) == 1).all()):  # consecutive samples: one slice
+            source = slice(int(starts[block[0]]), int(starts[block[-1] + 1]))
+        else:
+            block_lengths = lengths[block]
+            shift = starts[block] - (seq_offsets[i:j] - lo)
+            source = np.repeat(shift, block_lengths) + np.arange(hi - lo, dtype=np.int64)
+        out_tokens[lo:hi] = tokens[source]
+        out_mask[lo:hi] = mask[source]
+        trained += int(np.count_nonzero(out_mask[lo:hi]))
+        i = j
+    out_tokens.flush()
+    out_mask.flush()
+    del out_tokens, out_mask
+    return trained
 
 
 def is_prepared_dataset(path: Path) -> bool:
@@ -116,14 +181,12 @@ def _check_target(target: Path) -> None:
         raise SftError(f"{target} exists and is not a prepared dataset; refusing to overwrite it")
 
 
-def _write_atomically(target: Path, arrays: dict[str, np.ndarray], header: dict[str, Any]) -> None:
+def _write_atomically(target: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` fills a temporary sibling directory, which then replaces ``target``."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        for stem, array in arrays.items():
-            np.save(tmp / f"{stem}.npy", array.astype(ARRAYS[stem], copy=False), allow_pickle=False)
-        # the header is written last: a directory with a header is a complete dataset
-        (tmp / HEADER).write_text(json.dumps(header, indent=2, sort_keys=True) + "\n")
+        write(tmp)
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             os.replace(target, old / "d")

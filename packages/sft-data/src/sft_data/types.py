@@ -16,6 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
+
+REASONING = "reasoning"
+TOOL_CALL = "tool_call"
+TOOL_RESULT = "tool_result"
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,15 @@ class Turn:
     """NeMo chat ``label`` (attribute string used by VALUE_TO_TEXT / TEXT_TO_VALUE)."""
     trained: bool | None = None
     """Whether this turn's content is trained; None lets the template decide (assistant turns)."""
+    tool_calls: tuple[dict[str, Any], ...] | None = None
+    """An assistant's tool calls as the record gives them (OpenAI: ``{"id", "type": "function",
+    "function": {"name", "arguments"}}``), passed to the template unchanged."""
+    tool_call_id: str | None = None
+    """A tool result's ``tool_call_id``."""
+    name: str | None = None
+    """A tool result's tool ``name`` (some templates print it)."""
+    reasoning: str | None = None
+    """An assistant's ``reasoning_content``."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,8 @@ class Conversation:
     """NeMo chat ``type``: None, ``VALUE_TO_TEXT`` or ``TEXT_TO_VALUE``."""
     masked_speakers: tuple[str, ...] = ("User",)
     """NeMo chat ``mask``: speakers whose turns are never trained."""
+    tools: tuple[dict[str, Any], ...] | None = None
+    """Tool definitions (OpenAI style), passed to the template as ``tools``."""
 
 
 Parsed = PromptResponse | Conversation
@@ -69,6 +85,8 @@ class Segment:
     special: bool = False
     role: str | None = None
     """The role whose turn this piece belongs to (for previews); None for scaffolding."""
+    kind: str | None = None
+    """What the piece is, where a template can tell: ``REASONING``, ``TOOL_CALL``, ``TOOL_RESULT``."""
 
 
 @dataclass(frozen=True)
@@ -82,13 +100,16 @@ class RenderedChat:
     """Character spans of the control strings the template placed (``Segment.special``)."""
     open_end: bool = False
     """A generation prompt: the text goes on with the model's answer (how its last piece encodes)."""
+    regions: tuple[tuple[int, int, str], ...] = ()
+    """``(start, end, kind)`` character spans of reasoning, tool calls and tool results (``Segment.kind``)."""
 
     @classmethod
     def from_segments(cls, segments: Iterable[Segment], open_end: bool = False) -> RenderedChat:
-        """``segments`` joined, with their trained and control (``special``) character spans."""
+        """``segments`` joined, with their trained, control (``special``) and kind character spans."""
         parts: list[str] = []
         trained: list[tuple[int, int]] = []
         controls: list[tuple[int, int]] = []
+        regions: list[tuple[int, int, str]] = []
         pos = 0
         for seg in segments:
             if not seg.text:
@@ -101,9 +122,17 @@ class RenderedChat:
                     trained.append((pos, end))
             if seg.special:
                 controls.append((pos, end))
+            if seg.kind is not None:
+                if regions and regions[-1][1] == pos and regions[-1][2] == seg.kind:
+                    regions[-1] = (regions[-1][0], end, seg.kind)
+                else:
+                    regions.append((pos, end, seg.kind))
             parts.append(seg.text)
             pos = end
-        return cls("".join(parts), tuple(trained), tuple(controls), open_end)
+        return cls("".join(parts), tuple(trained), tuple(controls), open_end, tuple(regions))
+
+    def spans_of(self, kind: str) -> list[tuple[int, int]]:
+        return [(start, end) for start, end, k in self.regions if k == kind]
 
 
 @dataclass
@@ -115,6 +144,8 @@ class TokenizedSample:
     truncated: bool = False
     source: str = ""
     """Where it came from, ``file:line``."""
+    kinds: list[str | None] | None = None
+    """Per token, the ``RenderedChat.regions`` kind it falls in (previews only; None otherwise)."""
 
     def __post_init__(self) -> None:
         if len(self.input_ids) != len(self.loss_mask):

@@ -40,7 +40,7 @@ def test_tokenizer_template_is_the_default(tmp_path, make_hf_tokenizer, registri
     data.write_text("\n".join(json.dumps(r) for r in RECORDS) + "\n", encoding="utf-8")
     items = list(preview(data, tok, DataConfig(), n=2, registries=registries))
     assert not any(isinstance(i, RecordProblem) for i in items)
-    answers = ["".join(t for t, trained in item.pieces if trained) for item in items]
+    answers = ["".join(t for t, trained, _ in item.pieces if trained) for item in items]
     # The weight-0 answer is context; each trained answer ends with its <|eot_id|>.
     assert answers == ["How can I help you today?<|eot_id|>", "Sure!<|eot_id|>"]
     assert all(item.pieces[0][0].startswith("<|begin_of_text|>") for item in items)

@@ -1,5 +1,6 @@
-"""Training and validation data for a run: prepared directories used as they are, JSONL prepared
-on the fly and cached by content hash, several files concatenated or mixed by weight
+"""Training and validation data for a run: prepared directories used as they are, raw inputs (JSON
+Lines, JSON arrays, Parquet, Arrow, ``datasets`` directories) prepared on the fly as ``sft prepare``
+does (one worker process per core) and cached by content hash, several files concatenated or mixed by weight
 (``concat_sampling_probabilities``, see ``sft_data.mixture``), batches cut into micro-batches per
 data-parallel rank."""
 
@@ -16,12 +17,14 @@ import torch
 from sft_core import SftError
 from sft_data.config import DataConfig
 from sft_data.dataset import BinDataset, Collator
+from sft_data.inputs import is_input_directory
 from sft_data.mixture import MixedBins, MixtureSampler
 from sft_data.prepare import STATS_FILE, prepare
 from sft_data.registries import DataRegistries
 from sft_data.sampler import GlobalBatchSampler
 from sft_data.store import HEADER, PreparedDataset
 from sft_data.tokenizers.base import Tokenizer
+from sft_data.workers import default_workers
 
 from sft_trainer.config.schema import DataSection, DatasetConfig
 
@@ -39,10 +42,20 @@ def _files(file_path: str | list[str]) -> list[Path]:
     return paths
 
 
+def _hash_file(digest, path: Path) -> None:
+    with path.open("rb") as handle:  # a block at a time: inputs may be larger than memory
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+
+
 def cache_key(files: list[Path], tokenizer: Tokenizer, config: DataConfig) -> str:
     digest = hashlib.sha256()
     for path in files:
-        digest.update(path.read_bytes())
+        for file in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
+            digest.update(str(file.relative_to(path) if path.is_dir() else "").encode())
+            _hash_file(digest, file)
+    if config.tools and Path(config.tools).is_file():  # the tools file's content, not only its name
+        _hash_file(digest, Path(config.tools))
     digest.update(tokenizer.fingerprint().encode())
     digest.update(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
     return digest.hexdigest()[:24]
@@ -52,18 +65,20 @@ def resolve_dataset(
     file_path: str | list[str] | None, tokenizer: Tokenizer, config: DataConfig, cache_dir: Path,
     registries: DataRegistries, is_writer: bool, barrier,
 ) -> PreparedDataset | None:
-    """A prepared dataset for ``file_path``: a ``sft prepare`` directory as is, or JSONL prepared
-    once (by the writer rank; the others wait) into ``cache_dir/<content hash>``."""
+    """A prepared dataset for ``file_path``: a ``sft prepare`` directory as is, or raw inputs prepared
+    once (by the writer rank, with a worker per core; the others wait) into ``cache_dir/<content hash>``."""
     if file_path is None:
         return None
     files = _files(file_path)
-    if len(files) == 1 and files[0].is_dir():
-        if not (files[0] / HEADER).is_file():
-            raise SftError(f"{files[0]} is a directory but not a dataset written by `sft prepare`")
+    if len(files) == 1 and files[0].is_dir() and (files[0] / HEADER).is_file():
         return PreparedDataset(files[0])
+    for path in files:
+        if path.is_dir() and not is_input_directory(path):
+            raise SftError(f"{path} is a directory but neither a dataset written by `sft prepare` nor one "
+                           "written by datasets' save_to_disk")
     target = cache_dir / cache_key(files, tokenizer, config)
     if is_writer and not (target / HEADER).is_file():
-        prepare(files, tokenizer, config, target, registries)
+        prepare(files, tokenizer, config, target, registries, workers=default_workers())
     barrier()
     return PreparedDataset(target)
 

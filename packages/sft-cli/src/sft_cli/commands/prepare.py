@@ -10,6 +10,7 @@ from rich.table import Table
 from sft_data.prepare import STATS_FILE, prepare
 from sft_data.store import is_prepared_dataset
 from sft_data.tokenizers import load_tokenizer
+from sft_data.workers import default_workers
 
 from sft_cli.data_options import build_config, data_options, split_inputs
 from sft_cli.outputs import overwrite_option, replacing
@@ -41,13 +42,18 @@ def summary_table(stats: dict) -> Table:
               help="first_fit_shuffle, first_fit_decreasing, best_fit_decreasing, or a plugin's.")
 @click.option("--seed", type=int, default=1234, show_default=True, help="Seed for shuffled packing.")
 @click.option("--skip-invalid", is_flag=True, help="Skip invalid records (counted in stats.json) instead of failing.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes that tokenize, one core each (default: this machine's cores); the output is "
+                   "the same for any number.")
 @click.pass_obj
 def prepare_command(app, tokenizer_path, fmt, prompt_template, label_key, chat_template, max_seq_length,
                     answer_only_loss, overrides_and_inputs, output, pack_size, packing_algorithm, seed,
-                    skip_invalid, overwrite) -> None:
-    """Validate and tokenize INPUT.jsonl files (optionally packing them) into --output.
+                    skip_invalid, workers, overwrite) -> None:
+    """Validate and tokenize INPUT files (optionally packing them) into --output.
 
-    Every invalid record is reported as file:line: reason. Data settings can be overridden as
+    Inputs: JSON Lines (also .jsonl.gz), a JSON array, Parquet, Arrow, or a datasets.save_to_disk
+    directory. Every invalid record is reported as file:row: reason (the row is the line of a JSON
+    Lines file, the position of a record in the others). Data settings can be overridden as
     key=value (e.g. add_bos=true, truncation_field=context, chat_prompt_tokens.turn_start='<t>').
     """
     inputs, overrides = split_inputs(overrides_and_inputs)
@@ -58,7 +64,8 @@ def prepare_command(app, tokenizer_path, fmt, prompt_template, label_key, chat_t
     with replacing(output, overwrite, replaceable=is_prepared_dataset, what="a prepared dataset") as tmp:
         tokenizer = load_tokenizer(tokenizer_path, app.data.tokenizers)
         with progress_bar("tokenizing") as update:
-            result = prepare(inputs, tokenizer, config, tmp, app.data, progress=update)
+            result = prepare(inputs, tokenizer, config, tmp, app.data, progress=update,
+                             workers=workers or default_workers())
     console = Console(stderr=True)
     for path, name in result.stats["formats"].items():
         if config.format == "auto":

@@ -14,7 +14,8 @@ class DatasetFormat(Protocol):
     """Registered through ``sft_register_dataset_formats``.
 
     Optionally a format also defines ``read(path) -> Iterator[Record | RecordProblem]`` to read
-    files that are not JSON Lines (CSV, Parquet...); it is used when ``--format`` names the format.
+    files of a kind ``sft_data.inputs`` does not read (CSV...); it is used when ``--format`` names
+    the format.
     Each ``Record`` carries its file and line so that problems are still reported as file:line.
     """
 

@@ -7,6 +7,7 @@ from typing import Any
 from sft_data.config import DataConfig
 from sft_data.errors import RecordError
 from sft_data.formats.base import optional_str, require_list, require_object, require_str
+from sft_data.formats.tools import record_tools, tool_message_fields
 from sft_data.records import json_type
 from sft_data.types import Conversation, Turn
 
@@ -23,7 +24,7 @@ SHAREGPT_ROLES = {
 }
 
 
-def build_conversation(turns: list[Turn]) -> Conversation:
+def build_conversation(turns: list[Turn], tools: tuple[dict[str, Any], ...] | None = None) -> Conversation:
     """Leading system turn becomes ``system``; at least one trained assistant turn is required."""
     system = None
     if turns and turns[0].role == "system":
@@ -32,11 +33,13 @@ def build_conversation(turns: list[Turn]) -> Conversation:
         raise RecordError("empty conversation: no turns besides the system prompt")
     if not any(t.role == "assistant" and t.trained is not False for t in turns):
         raise RecordError("no assistant turn to train on")
-    return Conversation(tuple(turns), system=system)
+    return Conversation(tuple(turns), system=system, tools=tools)
 
 
 def message_content(message: dict[str, Any], where: str) -> str:
     content = message.get("content")
+    if content is None and message.get("tool_calls"):
+        return ""  # an assistant turn that only calls tools (OpenAI writes content: null)
     if isinstance(content, str):
         return content
     # OpenAI's content parts: only text parts can be trained on here.
@@ -55,7 +58,8 @@ def message_content(message: dict[str, Any], where: str) -> str:
 
 class MessagesFormat:
     name = "messages"
-    description = 'OpenAI chat: {"messages": [{"role", "content", "weight"?}]}'
+    description = ('OpenAI chat: {"messages": [{"role", "content", "weight"?, "tool_calls"?, "reasoning_content"?, '
+                   '"tool_call_id"?}], "tools"?}')
 
     def detect(self, record: dict[str, Any]) -> bool:
         return isinstance(record.get("messages"), list)
@@ -74,8 +78,9 @@ class MessagesFormat:
                 if weight not in (0, 1):
                     raise RecordError(f"{where}'weight' must be 0 or 1, got {json_type(weight)} {weight!r}")
                 trained = bool(weight)
-            turns.append(Turn(role=role, content=message_content(message, where), trained=trained))
-        return build_conversation(turns)
+            turns.append(Turn(role=role, content=message_content(message, where), trained=trained,
+                              **tool_message_fields(message, role, where)))
+        return build_conversation(turns, record_tools(record, config))
 
 
 class ShareGPTFormat:
@@ -103,7 +108,7 @@ class ShareGPTFormat:
                     f"unknown role {speaker!r} in conversations[{i}] (expected human, gpt or system)"
                 )
             turns.append(Turn(role=SHAREGPT_ROLES[speaker], content=require_str(turn, "value", where)))
-        return build_conversation(turns)
+        return build_conversation(turns, record_tools(record, config))
 
 
 class AlpacaFormat:

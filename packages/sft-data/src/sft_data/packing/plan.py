@@ -86,7 +86,17 @@ def pack_samples(
     if len(lengths) and lengths.min() < 1:
         index = int(lengths.argmin())
         raise SftError(f"sample {samples[index].source or index} has fewer than 2 tokens: nothing to train on")
-    bins = [list(map(int, b)) for b in algorithm.pack(lengths, pack_size, seed)]
-    check_bins(bins, lengths, pack_size, getattr(algorithm, "name", ""))
+    return pack_lengths(lengths + 1, pack_size, algorithm, seed)
+
+
+def pack_lengths(
+    lengths: np.ndarray, pack_size: int, algorithm: Any, seed: int = 0
+) -> tuple[list[list[int]], dict[str, Any]]:
+    """``pack_samples`` for samples given by their lengths in token ids (what ``prepare`` keeps)."""
+    positions = np.asarray(lengths, dtype=np.int64) - 1
+    if len(positions) and positions.min() < 1:
+        raise SftError(f"sample {int(positions.argmin())} has fewer than 2 tokens: nothing to train on")
+    bins = [list(map(int, b)) for b in algorithm.pack(positions, pack_size, seed)]
+    check_bins(bins, positions, pack_size, getattr(algorithm, "name", ""))
     stats = {"algorithm": getattr(algorithm, "name", str(algorithm)), "seed": seed}
-    return bins, {**stats, **packing_stats(bins, lengths, pack_size)}
+    return bins, {**stats, **packing_stats(bins, positions, pack_size)}

@@ -19,21 +19,30 @@ special tokens), so there is never a double BOS.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jinja2
 
 from sft_data.errors import RecordError, SftError
 from sft_data.templates.jinja_env import compile_template, has_generation_markers, track_generation
-from sft_data.templates.jinja_text import (
-    Protector,
-    extract_marked,
-    free_characters,
-    special_strings,
-    to_segments,
-)
+from sft_data.templates.jinja_messages import GENERATION, template_input
+from sft_data.templates.jinja_text import Protector, special_strings, to_segments
+from sft_data.templates.markers import THINK_CLOSE, split_think, strip_markers, think_block
 from sft_data.tokenizers.base import Tokenizer
-from sft_data.types import Conversation, RenderedChat, Segment
+from sft_data.types import REASONING, TOOL_CALL, TOOL_RESULT, Conversation, RenderedChat, Segment
+
+Region = tuple[int, int, str]
+
+
+@dataclass
+class _Rendered:
+    text: str
+    """The rendered text, special-token strings from messages still as placeholders."""
+    spans: list[tuple[int, int]]
+    regions: list[Region]
+    protector: Protector
+    protected: bool
 
 MARKERS_HINT = "add {% generation %}…{% endgeneration %} markers around the assistant text in the template"
 
@@ -64,41 +73,62 @@ class JinjaChatTemplate:
     def render(
         self, conversation: Conversation, tokenizer: Tokenizer, *, add_generation_prompt: bool = False
     ) -> list[Segment]:
-        text, spans, protector, _ = self._render_spans(conversation, tokenizer, add_generation_prompt)
-        return to_segments(text, spans, protector)
+        rendered = self._render_spans(conversation, tokenizer, add_generation_prompt)
+        return to_segments(rendered.text, rendered.spans, rendered.protector, rendered.regions)
 
     def render_text(
         self, conversation: Conversation, tokenizer: Tokenizer, *, add_generation_prompt: bool = False
     ) -> RenderedChat:
         """``render`` as one text, without building segments (what training encodes)."""
-        text, spans, protector, protected = self._render_spans(conversation, tokenizer, add_generation_prompt)
-        if protected:  # control strings typed in messages are placeholders to put back: lengths change
-            return RenderedChat.from_segments(to_segments(text, spans, protector), add_generation_prompt)
-        return RenderedChat(text, tuple(spans), tuple(protector.template_specials(text)), add_generation_prompt)
+        r = self._render_spans(conversation, tokenizer, add_generation_prompt)
+        if r.protected:  # control strings typed in messages are placeholders to put back: lengths change
+            return RenderedChat.from_segments(to_segments(r.text, r.spans, r.protector, r.regions),
+                                              add_generation_prompt)
+        return RenderedChat(r.text, tuple(r.spans), tuple(r.protector.template_specials(r.text)),
+                            add_generation_prompt, tuple(r.regions))
 
-    def _render_spans(
-        self, conversation: Conversation, tokenizer: Tokenizer, add_generation_prompt: bool
-    ) -> tuple[str, list[tuple[int, int]], Protector, bool]:
-        """The protected rendered text, its trained spans, the protector that made it, and whether
-        it replaced anything (a message contained a special-token string)."""
-        messages, trainable = _messages(conversation)
-        specials = self._special_strings(tokenizer)
-        chars = free_characters((m["content"] for m in messages), len(specials) + 2)
-        protector = Protector(specials, chars[2:])
-        contents = [protector.protect(m["content"]) for m in messages]
-        protected = any(new != m["content"] for new, m in zip(contents, messages, strict=True))
-        messages = [{**m, "content": new} for m, new in zip(messages, contents, strict=True)]
-        variables = {"bos_token": tokenizer.bos_token or "", "eos_token": tokenizer.eos_token or ""}
+    def tool_call_regions(self, conversation: Conversation, tokenizer: Tokenizer, text: str) -> list[Region]:
+        """Where each assistant turn's tool calls are in ``text`` (this template's rendering of
+        ``conversation``): what differs from the rendering without them. For previews: one more
+        rendering per turn that calls tools."""
+        regions: list[Region] = []
+        turns = list(conversation.turns)
+        for k, turn in enumerate(turns):
+            if not turn.tool_calls:
+                continue
+            without = replace(conversation, turns=(*turns[:k], replace(turn, tool_calls=None), *turns[k + 1:]))
+            try:
+                other = self.render_text(without, tokenizer).text
+            except SftError:
+                continue
+            # The common end first: calls written before the end-of-turn token then start where they
+            # are written, even when their first character equals the token's.
+            tail = _common_prefix(text[::-1], other[::-1])
+            limit = min(len(text), len(other)) - tail
+            start = _common_prefix(text[:limit], other[:limit])
+            if len(text) - tail > start:
+                regions.append((start, len(text) - tail, TOOL_CALL))
+        return regions
 
+    def _render_spans(self, conversation: Conversation, tokenizer: Tokenizer, add_generation_prompt: bool) -> _Rendered:
+        """The protected rendered text, its trained spans and regions, and how it was protected."""
+        given = template_input(conversation, self._special_strings(tokenizer))
+        variables = {"bos_token": tokenizer.bos_token or "", "eos_token": tokenizer.eos_token or "",
+                     "tools": given.tools}
         if self.uses_markers:
-            with track_generation(chars[0], chars[1]):
-                marked = self._render(messages, add_generation_prompt, variables)
-            text, spans = extract_marked(marked, chars[0], chars[1])
-            spans = self._apply_weights(spans, messages, trainable)
+            with track_generation(*given.markers[GENERATION]):
+                marked = self._render(given.messages, add_generation_prompt, variables)
         else:
-            text = self._render(messages, add_generation_prompt, variables)
-            spans = self._incremental_spans(text, messages, trainable, variables)
-        return text, spans, protector, protected
+            marked = self._render(given.messages, add_generation_prompt, variables)
+        text, found, to_clean = strip_markers(marked, given.markers)
+        if self.uses_markers:
+            spans = self._apply_weights(found[GENERATION], given.messages, given.trainable)
+        else:
+            spans = [(to_clean(a), to_clean(b))
+                     for a, b in self._incremental_spans(marked, given.messages, given.trainable, variables)]
+        regions = [(*think_block(text, span), REASONING) for span in found[REASONING]]
+        regions += [(*span, TOOL_RESULT) for span in found[TOOL_RESULT]]
+        return _Rendered(text, spans, sorted(regions), given.protector, given.protected)
 
     def _special_strings(self, tokenizer: Tokenizer) -> list[str]:
         # Computed once per tokenizer: a run renders many conversations with the same one.
@@ -106,7 +136,7 @@ class JinjaChatTemplate:
             self._specials = (tokenizer, special_strings(tokenizer, self.source))
         return self._specials[1]
 
-    def _render(self, messages: list[dict], add_generation_prompt: bool, variables: dict[str, str]) -> str:
+    def _render(self, messages: list[dict], add_generation_prompt: bool, variables: dict[str, Any]) -> str:
         try:
             return self._template.render(messages=messages, add_generation_prompt=add_generation_prompt, **variables)
         except jinja2.exceptions.TemplateError as exc:  # raise_exception(...) and undefined lookups
@@ -132,7 +162,7 @@ class JinjaChatTemplate:
         return [span for span, ok in zip(spans, assistant, strict=True) if ok]
 
     def _incremental_spans(
-        self, full: str, messages: list[dict], trainable: list[bool], variables: dict[str, str]
+        self, full: str, messages: list[dict], trainable: list[bool], variables: dict[str, Any]
     ) -> list[tuple[int, int]]:
         spans: list[tuple[int, int]] = []
         for k, message in enumerate(messages):
@@ -149,7 +179,8 @@ class JinjaChatTemplate:
                     f"and messages[:{k + 1}] do not extend each other and the whole conversation"
                 )
             added = answered[len(prompt):]
-            content = message["content"].strip()
+            content = message["content"] if isinstance(message["content"], str) else ""
+            content = split_think(content)[2].strip() if THINK_CLOSE in content else content.strip()  # may be rewritten
             if not added or (content and content not in added):
                 raise self._undeterminable(f"the text added by assistant message {k} does not contain its content")
             spans.append((len(prompt), len(answered)))
@@ -159,19 +190,6 @@ class JinjaChatTemplate:
         return SftError(f"chat template {self.name!r}: the assistant spans cannot be determined: {why}; {MARKERS_HINT}")
 
 
-def _messages(conversation: Conversation) -> tuple[list[dict[str, str]], list[bool]]:
-    """The ``messages`` variable (system first) and, per message, whether it may be trained.
-
-    Only assistant messages train under a Jinja template; ``Turn.trained is False`` (OpenAI
-    ``weight: 0``) excludes one. An empty system prompt is no system message: NeMo chat records
-    carry ``"system": ""`` when they have none, and templates would print an empty system turn.
-    """
-    messages: list[dict[str, str]] = []
-    trainable: list[bool] = []
-    if conversation.system:
-        messages.append({"role": "system", "content": conversation.system})
-        trainable.append(False)
-    for turn in conversation.turns:
-        messages.append({"role": turn.role, "content": turn.content})
-        trainable.append(turn.role == "assistant" and turn.trained is not False)
-    return messages, trainable
+def _common_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)

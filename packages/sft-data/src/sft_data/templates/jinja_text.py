@@ -2,11 +2,12 @@
 
 Two things must be told apart in a rendered chat: control-token strings the *template* wrote
 (``<|im_start|>``, the BOS) and the same strings typed inside a message (which must stay text, or
-a user could inject turns). Before rendering, every special-token string inside a message's content
-is replaced by a one-character placeholder from Unicode's private-use plane; after rendering, any
-special-token string still present was written by the template, and placeholders are turned back
-into their text as plain, non-special pieces. The same private-use characters serve as sentinels
-around ``{% generation %}`` bodies. Characters already used by the conversation are never chosen.
+a user could inject turns). Before rendering, every special-token string inside a message (its
+content, tool calls, reasoning) or a tool schema is replaced by a one-character placeholder from
+Unicode's private-use plane; after rendering, any special-token string still present was written by
+the template, and placeholders are turned back into their text as plain, non-special pieces. The
+same private-use characters serve as sentinels (``markers``) around ``{% generation %}`` bodies,
+reasoning and tool results. Characters already used by the conversation are never chosen.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from sft_data.tokenizers.base import Tokenizer
 from sft_data.types import Segment
@@ -64,6 +66,10 @@ class Protector:
         object.__setattr__(self, "_to_placeholder", dict(zip(self.specials, self.placeholders, strict=True)))
         object.__setattr__(self, "_to_text", {ord(p): s for p, s in zip(self.placeholders, self.specials, strict=True)})
 
+    def occurs_in(self, text: str) -> bool:
+        """Whether any special-token string occurs in ``text``."""
+        return self._find is not None and self._find.search(text) is not None
+
     def protect(self, content: str) -> str:
         if self._find is None:
             return content
@@ -77,62 +83,28 @@ class Protector:
         return [m.span() for m in self._find.finditer(text)] if self._find is not None else []
 
 
-def extract_marked(text: str, open_marker: str, close_marker: str) -> tuple[str, list[tuple[int, int]]]:
-    """Remove generation sentinels; return the clean text and the spans they enclosed (outermost)."""
-    out: list[str] = []
-    spans: list[tuple[int, int]] = []
-    depth, start, length = 0, 0, 0
-    for piece in re.split(f"({re.escape(open_marker)}|{re.escape(close_marker)})", text):
-        if piece == open_marker:
-            if depth == 0:
-                start = length
-            depth += 1
-        elif piece == close_marker:
-            depth -= 1
-            if depth == 0 and length > start:
-                spans.append((start, length))
-        else:
-            out.append(piece)
-            length += len(piece)
-    return "".join(out), spans
+def to_segments(text: str, trained: Sequence[tuple[int, int]], protector: Protector,
+                regions: Sequence[tuple[int, int, str]] = ()) -> list[Segment]:
+    """Cut protected ``text`` at control tokens, trained-span edges and region edges.
 
-
-def to_segments(text: str, trained: Sequence[tuple[int, int]], protector: Protector) -> list[Segment]:
-    """Cut protected ``text`` at control tokens and trained-span edges.
-
-    A control token overlapping a trained span is trained (as transformers masks every token that
-    overlaps a generation span). Placeholders become their original text inside plain segments.
+    A control token is never cut: it is trained when it overlaps a trained span (as transformers
+    masks every token that overlaps a generation span), and of the kind of a region it overlaps.
+    Placeholders become their original text inside plain segments.
     """
-    spans = sorted(trained)
+    controls = protector.template_specials(text)
+    control_starts = {start: end for start, end in controls}
+    cuts = {0, len(text)}
+    cuts.update(x for span in trained for x in span)
+    cuts.update(x for start, end, _ in regions for x in (start, end))
+    for start, end in controls:  # nothing cuts inside a control token
+        cuts.difference_update(range(start + 1, end))
+        cuts.update((start, end))
     segments: list[Segment] = []
-
-    def piece(start: int, end: int, is_trained: bool, special: bool = False) -> None:
+    for start, end in pairwise(sorted(cuts)):
+        special = control_starts.get(start) == end
+        is_trained = any(s < end and start < e for s, e in trained)
+        kind = next((k for s, e, k in regions if s < end and start < e), None)
         body = text[start:end] if special else protector.restore(text[start:end])
-        segments.append(Segment(body, trained=is_trained, special=special, role="assistant" if is_trained else None))
-
-    def plain(start: int, end: int) -> None:
-        # Trained spans are sorted and disjoint: walk them, cutting [start, end) at their edges.
-        for span_start, span_end in spans:
-            if span_end <= start:
-                continue
-            if span_start >= end:
-                break
-            if span_start > start:
-                piece(start, span_start, False)
-            start = max(start, span_start)
-            piece(start, min(end, span_end), True)
-            start = min(end, span_end)
-            if start == end:
-                return
-        if start < end:
-            piece(start, end, False)
-
-    pos = 0
-    for start, end in protector.template_specials(text):
-        if start > pos:
-            plain(pos, start)
-        piece(start, end, any(s < end and start < e for s, e in spans), special=True)
-        pos = end
-    if pos < len(text):
-        plain(pos, len(text))
+        segments.append(Segment(body, trained=is_trained, special=special,
+                                role="assistant" if is_trained else None, kind=kind))
     return segments

@@ -38,6 +38,9 @@ class Tokenizer(Protocol):
     # the text continues with the answer. ``offsets``: each token's ``[start, end)`` characters, as
     # an ``(n, 2)`` array, or an object with ``trained_mask(spans)`` applying the mask rule itself.
     # A tokenizer without it is encoded segment by segment (exact masks, segment-wise ids).
+    #
+    # Optional too: ``threads`` (None: the library's own thread pool for batches; 1: one thread).
+    # ``prepare`` sets 1 on the copy each of its workers uses, so N workers keep N cores busy.
 
     def token_to_id(self, token: str) -> int | None:
         """The id of ``token`` when the vocabulary holds it as one token, else None."""

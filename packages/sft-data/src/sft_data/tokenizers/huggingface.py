@@ -29,6 +29,9 @@ SIDE_FILES = ("tokenizer_config.json", "special_tokens_map.json", "chat_template
 
 class HuggingFaceTokenizer:
     kind = "huggingface"
+    threads: int | None = None
+    """1: encode on this thread only (``prepare`` runs one worker per core); None: the library's
+    thread pool encodes a batch on every core."""
 
     def __init__(self, path: Path):
         path = Path(path)
@@ -96,7 +99,7 @@ class HuggingFaceTokenizer:
         if whole:
             self._tok.encode_special_tokens = False
             try:
-                encodings = self._tok.encode_batch([texts[i] for i in whole], add_special_tokens=False)
+                encodings = self._encode_batch([texts[i] for i in whole])
             finally:
                 self._tok.encode_special_tokens = True
             for i, enc in zip(whole, encodings, strict=True):
@@ -111,8 +114,13 @@ class HuggingFaceTokenizer:
                 out[i] = item
         return out  # type: ignore[return-value]
 
+    def _encode_batch(self, texts: list[str]) -> list:
+        if self.threads == 1:
+            return [self._tok.encode(text, add_special_tokens=False) for text in texts]
+        return self._tok.encode_batch(texts, add_special_tokens=False)
+
     def _encode_runs(self, runs: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
-        return [(enc.ids, enc.offsets) for enc in self._tok.encode_batch(runs, add_special_tokens=False)]
+        return [(enc.ids, enc.offsets) for enc in self._encode_batch(runs)]
 
     def decode(self, ids: Sequence[int]) -> str:
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)

@@ -26,6 +26,9 @@ SEPARATOR = "\u2581"
 class SentencePieceTokenizer:
     kind = "sentencepiece"
     chat_template = None
+    threads: int | None = None
+    """1: encode on this thread only (``prepare`` runs one worker per core); None: SentencePiece
+    encodes a batch on every core."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -64,7 +67,8 @@ class SentencePieceTokenizer:
         )
 
     def _encode_runs(self, runs: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
-        return [(r["ids"], r["offsets"]) for r in self._sp.Encode(runs, return_type="offset_mapping")]
+        threads = {} if self.threads is None else {"num_threads": self.threads}
+        return [(r["ids"], r["offsets"]) for r in self._sp.Encode(runs, return_type="offset_mapping", **threads)]
 
     def decode(self, ids: Sequence[int]) -> str:
         return self._sp.DecodeIds([int(i) for i in ids])

@@ -24,8 +24,10 @@ from sft_trainer.config import checks
 from sft_trainer.config.structured import ConfigValueError
 
 SAMPLE_KEYS = ("prompt_template", "label_key", "truncation_field", "truncation_method", "add_bos", "add_eos",
-               "add_sep", "max_seq_length", "min_seq_length", "overlong", "packing_algorithm", "skip_invalid", "format")
-"""DataConfig fields that are per-dataset keys under the reference's names (the same names)."""
+               "add_sep", "max_seq_length", "min_seq_length", "overlong", "packing_algorithm", "skip_invalid", "format",
+               "tools", "train_reasoning")
+"""DataConfig fields that are per-dataset keys under the reference's names (the same names), and
+sft-data's own per-dataset settings (``tools``, ``train_reasoning``)."""
 
 
 def _shared_fields() -> list[tuple[str, Any, Any]]:
